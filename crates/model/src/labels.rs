@@ -1,0 +1,261 @@
+//! Label sets: sorted by name, validated, interned, and cheap to clone (one reference count).
+
+use std::collections::HashSet;
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use crate::ModelError;
+
+/// The label holding the metric name.
+pub const METRIC_NAME: &str = "__name__";
+
+/// One label pair. Strings are `Arc<str>` so that an [`Interner`] can share them between series.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Label {
+    pub name: Arc<str>,
+    pub value: Arc<str>,
+}
+
+/// An immutable, sorted set of labels with unique names and non-empty values.
+///
+/// Invariant: pairs are sorted by name, names are unique, no value is empty. Every constructor
+/// enforces it, so comparing two `Labels` compares series identities.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub struct Labels(Arc<[Label]>);
+
+impl Hash for Labels {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        for l in self.0.iter() {
+            state.write(l.name.as_bytes());
+            state.write_u8(0xff);
+            state.write(l.value.as_bytes());
+            state.write_u8(0xfe);
+        }
+    }
+}
+
+impl Labels {
+    pub fn empty() -> Labels {
+        Labels::default()
+    }
+
+    /// Builds from pairs; sorts, drops empty values, rejects empty or duplicate names.
+    /// Label names are not restricted to the legacy charset (Prometheus 3 allows UTF-8 names).
+    pub fn from_pairs<N: AsRef<str>, V: AsRef<str>>(
+        pairs: impl IntoIterator<Item = (N, V)>,
+    ) -> Result<Labels, ModelError> {
+        let mut b = LabelsBuilder::new();
+        for (n, v) in pairs {
+            b.push(n.as_ref(), v.as_ref());
+        }
+        b.build()
+    }
+
+    /// Builds from label pairs already sorted, unique and non-empty (for example read back from
+    /// our own storage). Checked in debug builds only.
+    pub fn from_sorted_unchecked(labels: Vec<Label>) -> Labels {
+        debug_assert!(labels.windows(2).all(|w| w[0].name < w[1].name));
+        Labels(labels.into())
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .binary_search_by(|l| (*l.name).cmp(name))
+            .ok()
+            .map(|i| &*self.0[i].value)
+    }
+
+    pub fn metric_name(&self) -> Option<&str> {
+        self.get(METRIC_NAME)
+    }
+
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = &Label> + '_ {
+        self.0.iter()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn as_slice(&self) -> &[Label] {
+        &self.0
+    }
+
+    /// A copy without the given label names (e.g. `__name__` after a function call).
+    pub fn without(&self, names: &[&str]) -> Labels {
+        Labels(self.0.iter().filter(|l| !names.contains(&&*l.name)).cloned().collect())
+    }
+
+    /// A copy keeping only the given names.
+    pub fn keep(&self, names: &[&str]) -> Labels {
+        Labels(self.0.iter().filter(|l| names.contains(&&*l.name)).cloned().collect())
+    }
+
+    /// A copy with `name` set to `value`; an empty value removes the label.
+    pub fn with(&self, name: &str, value: &str) -> Labels {
+        let mut v: Vec<Label> = self.0.iter().filter(|l| &*l.name != name).cloned().collect();
+        if !value.is_empty() {
+            let pos = v.partition_point(|l| &*l.name < name);
+            v.insert(pos, Label { name: name.into(), value: value.into() });
+        }
+        Labels(v.into())
+    }
+
+    /// Approximate heap bytes held (not counting sharing through the interner).
+    pub fn heap_bytes(&self) -> usize {
+        self.0.iter().map(|l| l.name.len() + l.value.len() + 32).sum::<usize>() + 16
+    }
+}
+
+impl fmt::Display for Labels {
+    /// Prometheus' notation: `name{a="b", c="d"}`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = self.metric_name();
+        if let Some(n) = name {
+            f.write_str(n)?;
+        }
+        f.write_str("{")?;
+        let mut first = true;
+        for l in self.0.iter().filter(|l| &*l.name != METRIC_NAME) {
+            if !first {
+                f.write_str(", ")?;
+            }
+            first = false;
+            write!(f, "{}={:?}", l.name, &*l.value)?;
+        }
+        f.write_str("}")
+    }
+}
+
+impl fmt::Debug for Labels {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// Collects pairs, then validates and sorts them once.
+#[derive(Default)]
+pub struct LabelsBuilder {
+    pairs: Vec<(Arc<str>, Arc<str>)>,
+}
+
+impl LabelsBuilder {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn push(&mut self, name: &str, value: &str) -> &mut Self {
+        self.pairs.push((name.into(), value.into()));
+        self
+    }
+
+    pub fn push_interned(&mut self, name: Arc<str>, value: Arc<str>) -> &mut Self {
+        self.pairs.push((name, value));
+        self
+    }
+
+    pub fn build(mut self) -> Result<Labels, ModelError> {
+        self.pairs.retain(|(_, v)| !v.is_empty());
+        if !self.pairs.windows(2).all(|w| w[0].0 < w[1].0) {
+            self.pairs.sort_by(|a, b| a.0.cmp(&b.0));
+        }
+        for (i, (n, _)) in self.pairs.iter().enumerate() {
+            if n.is_empty() {
+                return Err(ModelError::EmptyLabelName);
+            }
+            if i > 0 && self.pairs[i - 1].0 == *n {
+                return Err(ModelError::DuplicateLabelName(n.to_string()));
+            }
+        }
+        Ok(Labels(self.pairs.into_iter().map(|(name, value)| Label { name, value }).collect()))
+    }
+}
+
+/// Shares equal strings between label sets. Bounded only by the strings it is given; storage
+/// keeps one per tenant head and drops it with the head.
+#[derive(Default)]
+pub struct Interner {
+    set: Mutex<HashSet<Arc<str>>>,
+}
+
+impl Interner {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn intern(&self, s: &str) -> Arc<str> {
+        let mut set = self.set.lock();
+        if let Some(a) = set.get(s) {
+            return a.clone();
+        }
+        let a: Arc<str> = s.into();
+        set.insert(a.clone());
+        a
+    }
+
+    /// Re-points every string of `labels` at the shared copy.
+    pub fn intern_labels(&self, labels: &Labels) -> Labels {
+        let mut set = self.set.lock();
+        let mut get = |s: &Arc<str>| -> Arc<str> {
+            if let Some(a) = set.get(s) {
+                return a.clone();
+            }
+            set.insert(s.clone());
+            s.clone()
+        };
+        Labels(labels.0.iter().map(|l| Label { name: get(&l.name), value: get(&l.value) }).collect())
+    }
+
+    pub fn len(&self) -> usize {
+        self.set.lock().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(pairs: &[(&str, &str)], expected: Result<&str, ModelError>) {
+        let got = Labels::from_pairs(pairs.iter().copied()).map(|l| l.to_string());
+        assert_eq!(got, expected.map(str::to_string));
+    }
+
+    #[test]
+    fn builds_sorted_and_validated() {
+        check(&[("b", "2"), ("__name__", "up"), ("a", "1")], Ok(r#"up{a="1", b="2"}"#));
+        check(&[("a", ""), ("__name__", "up")], Ok("up{}"));
+        check(&[("a", "1"), ("a", "2")], Err(ModelError::DuplicateLabelName("a".into())));
+        check(&[("", "1")], Err(ModelError::EmptyLabelName));
+    }
+
+    #[test]
+    fn get_with_without() {
+        let l = Labels::from_pairs([("__name__", "up"), ("job", "x"), ("i", "1")]).unwrap();
+        assert_eq!(l.get("job"), Some("x"));
+        assert_eq!(l.get("nope"), None);
+        assert_eq!(l.without(&[METRIC_NAME]).to_string(), r#"{i="1", job="x"}"#);
+        assert_eq!(l.with("a", "z").to_string(), r#"up{a="z", i="1", job="x"}"#);
+        assert_eq!(l.with("job", "").to_string(), r#"up{i="1"}"#);
+        assert_eq!(l.keep(&["job"]).to_string(), r#"{job="x"}"#);
+    }
+
+    #[test]
+    fn interner_shares_strings() {
+        let i = Interner::new();
+        let a = i.intern_labels(&Labels::from_pairs([("job", "x")]).unwrap());
+        let b = i.intern_labels(&Labels::from_pairs([("job", "x")]).unwrap());
+        assert!(Arc::ptr_eq(&a.as_slice()[0].value, &b.as_slice()[0].value));
+        assert_eq!(i.len(), 2);
+    }
+}
