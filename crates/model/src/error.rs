@@ -5,7 +5,9 @@
 pub enum ModelError {
     #[error("label name is empty")]
     EmptyLabelName,
-    #[error("invalid label name {0:?}: must match [a-zA-Z_][a-zA-Z0-9_]* (or be valid UTF-8 when utf8 names are on)")]
+    #[error(
+        "invalid label name {0:?}: must match [a-zA-Z_][a-zA-Z0-9_]* (or be valid UTF-8 when utf8 names are on)"
+    )]
     InvalidLabelName(String),
     #[error("duplicate label name {0:?}")]
     DuplicateLabelName(String),

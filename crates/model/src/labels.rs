@@ -62,10 +62,7 @@ impl Labels {
     }
 
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0
-            .binary_search_by(|l| (*l.name).cmp(name))
-            .ok()
-            .map(|i| &*self.0[i].value)
+        self.0.binary_search_by(|l| (*l.name).cmp(name)).ok().map(|i| &*self.0[i].value)
     }
 
     pub fn metric_name(&self) -> Option<&str> {
@@ -210,7 +207,9 @@ impl Interner {
             set.insert(s.clone());
             s.clone()
         };
-        Labels(labels.0.iter().map(|l| Label { name: get(&l.name), value: get(&l.value) }).collect())
+        Labels(
+            labels.0.iter().map(|l| Label { name: get(&l.name), value: get(&l.value) }).collect(),
+        )
     }
 
     pub fn len(&self) -> usize {

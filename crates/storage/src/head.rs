@@ -1,0 +1,526 @@
+//! The in-memory head of one tenant: a series registry with stable ids, XOR chunks per series,
+//! an out-of-order buffer, and postings. The head applies no durability itself; the tenant
+//! database logs to the WAL around it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{BuildHasher, Hash, Hasher};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering};
+
+use model::{Interner, Labels, Matcher, RejectReason, Sample};
+use parking_lot::{Mutex, RwLock};
+use roaring::RoaringBitmap;
+
+use crate::chunk::{self, XorChunk};
+use crate::index::Postings;
+
+/// Samples per chunk before a new one starts (as Prometheus).
+const CHUNK_SAMPLES: usize = 120;
+const SHARDS: usize = 32;
+
+#[derive(Clone, Debug)]
+pub struct HeadOptions {
+    /// Chunks never cross a multiple of this (the block duration), so a cut moves whole chunks.
+    pub chunk_range: i64,
+    /// How far behind the newest sample of the tenant a sample may arrive (ms).
+    pub ooo_window: i64,
+}
+
+/// A closed, immutable chunk.
+pub struct ClosedChunk {
+    pub min_t: i64,
+    pub max_t: i64,
+    pub count: u16,
+    pub bytes: Box<[u8]>,
+}
+
+impl ClosedChunk {
+    fn decode_into(&self, out: &mut Vec<(i64, f64)>) {
+        let _ = chunk::decode(&self.bytes, self.count as usize, out);
+    }
+}
+
+#[derive(Default)]
+pub struct SeriesData {
+    closed: Vec<ClosedChunk>,
+    open: Option<XorChunk>,
+    /// Newest in-order sample: time and value bits.
+    last: Option<(i64, u64)>,
+    /// Out-of-order samples, by time.
+    ooo: BTreeMap<i64, f64>,
+}
+
+impl SeriesData {
+    fn is_empty(&self) -> bool {
+        self.closed.is_empty() && self.open.is_none() && self.ooo.is_empty()
+    }
+
+    fn value_at(&self, t: i64) -> Option<u64> {
+        if let Some(v) = self.ooo.get(&t) {
+            return Some(v.to_bits());
+        }
+        let mut buf = Vec::new();
+        for c in &self.closed {
+            if c.min_t <= t && t <= c.max_t {
+                c.decode_into(&mut buf);
+            }
+        }
+        if let Some(o) = &self.open
+            && o.count() > 0
+            && o.min_time() <= t
+            && t <= o.max_time()
+        {
+            o.decode_into(&mut buf);
+        }
+        buf.iter().find(|s| s.0 == t).map(|s| s.1.to_bits())
+    }
+
+    /// Appends one sample. `Ok(true)` when stored, `Ok(false)` for an exact duplicate (no-op).
+    /// `ooo_min` is the oldest time accepted out of order; `None` accepts anything (WAL replay).
+    fn append(
+        &mut self,
+        t: i64,
+        v: f64,
+        ooo_min: Option<i64>,
+        chunk_range: i64,
+    ) -> Result<bool, RejectReason> {
+        let bits = v.to_bits();
+        match self.last {
+            Some((lt, lv)) if t == lt => {
+                return if lv == bits {
+                    Ok(false)
+                } else {
+                    Err(RejectReason::DuplicateTimestamp { t })
+                };
+            }
+            Some((lt, _)) if t < lt => {
+                if let Some(min) = ooo_min
+                    && t < min
+                {
+                    return Err(RejectReason::OutOfBounds { t, min_valid: min });
+                }
+                return match self.value_at(t) {
+                    Some(b) if b == bits => Ok(false),
+                    Some(_) => Err(RejectReason::DuplicateTimestamp { t }),
+                    None => {
+                        self.ooo.insert(t, v);
+                        Ok(true)
+                    }
+                };
+            }
+            _ => {}
+        }
+        let cut = match &self.open {
+            None => true,
+            Some(o) => {
+                o.count() >= CHUNK_SAMPLES
+                    || t.div_euclid(chunk_range) != o.min_time().div_euclid(chunk_range)
+            }
+        };
+        if cut {
+            self.close_open();
+            self.open = Some(XorChunk::new());
+        }
+        if let Some(o) = self.open.as_mut() {
+            o.append(t, v);
+        }
+        self.last = Some((t, bits));
+        Ok(true)
+    }
+
+    fn close_open(&mut self) {
+        if let Some(o) = self.open.take()
+            && o.count() > 0
+        {
+            self.closed.push(ClosedChunk {
+                min_t: o.min_time(),
+                max_t: o.max_time(),
+                count: o.count() as u16,
+                bytes: o.bytes().into(),
+            });
+        }
+    }
+
+    /// Samples in `[mint, maxt]`, sorted, in-order data winning over out-of-order on ties.
+    pub fn samples(&self, mint: i64, maxt: i64, out: &mut Vec<Sample>) {
+        let mut buf = Vec::new();
+        for c in &self.closed {
+            if c.max_t >= mint && c.min_t <= maxt {
+                c.decode_into(&mut buf);
+            }
+        }
+        if let Some(o) = &self.open
+            && o.count() > 0
+            && o.max_time() >= mint
+            && o.min_time() <= maxt
+        {
+            o.decode_into(&mut buf);
+        }
+        let start = out.len();
+        out.extend(
+            buf.into_iter().filter(|s| s.0 >= mint && s.0 <= maxt).map(|(t, v)| Sample { t, v }),
+        );
+        if !self.ooo.is_empty() {
+            let ooo: Vec<Sample> =
+                self.ooo.range(mint..=maxt).map(|(t, v)| Sample { t: *t, v: *v }).collect();
+            if !ooo.is_empty() {
+                let inorder: Vec<Sample> = out.drain(start..).collect();
+                merge_into(out, &inorder, &ooo);
+            }
+        }
+    }
+
+    pub fn sample_count(&self) -> usize {
+        self.closed.iter().map(|c| c.count as usize).sum::<usize>()
+            + self.open.as_ref().map_or(0, |o| o.count())
+            + self.ooo.len()
+    }
+
+    pub fn chunk_bytes(&self) -> usize {
+        self.closed.iter().map(|c| c.bytes.len() + 40).sum::<usize>()
+            + self.open.as_ref().map_or(0, |o| o.byte_len() + 64)
+            + self.ooo.len() * 40
+    }
+
+    /// Moves out everything older than `upto` (whole chunks: they never cross a chunk range).
+    fn take_before(&mut self, upto: i64) -> CutData {
+        if self.open.as_ref().is_some_and(|o| o.count() > 0 && o.max_time() < upto) {
+            self.close_open();
+        }
+        let (old, keep): (Vec<ClosedChunk>, Vec<ClosedChunk>) =
+            std::mem::take(&mut self.closed).into_iter().partition(|c| c.max_t < upto);
+        self.closed = keep;
+        let newer = self.ooo.split_off(&upto);
+        let ooo = std::mem::replace(&mut self.ooo, newer);
+        CutData { chunks: old, ooo: ooo.into_iter().map(|(t, v)| Sample { t, v }).collect() }
+    }
+}
+
+/// Merges two sorted sample runs; on equal timestamps the first run wins.
+pub(crate) fn merge_into(out: &mut Vec<Sample>, a: &[Sample], b: &[Sample]) {
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() && j < b.len() {
+        match a[i].t.cmp(&b[j].t) {
+            std::cmp::Ordering::Less => {
+                out.push(a[i]);
+                i += 1;
+            }
+            std::cmp::Ordering::Greater => {
+                out.push(b[j]);
+                j += 1;
+            }
+            std::cmp::Ordering::Equal => {
+                out.push(a[i]);
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    out.extend_from_slice(&a[i..]);
+    out.extend_from_slice(&b[j..]);
+}
+
+/// Data moved out of the head by a cut, kept queryable until its block is registered.
+pub struct CutData {
+    pub chunks: Vec<ClosedChunk>,
+    pub ooo: Vec<Sample>,
+}
+
+impl CutData {
+    pub fn samples(&self, mint: i64, maxt: i64, out: &mut Vec<Sample>) {
+        let mut buf = Vec::new();
+        for c in &self.chunks {
+            if c.max_t >= mint && c.min_t <= maxt {
+                c.decode_into(&mut buf);
+            }
+        }
+        let inorder: Vec<Sample> = buf
+            .into_iter()
+            .filter(|s| s.0 >= mint && s.0 <= maxt)
+            .map(|(t, v)| Sample { t, v })
+            .collect();
+        let ooo: Vec<Sample> =
+            self.ooo.iter().filter(|s| s.t >= mint && s.t <= maxt).copied().collect();
+        merge_into(out, &inorder, &ooo);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.chunks.is_empty() && self.ooo.is_empty()
+    }
+}
+
+pub struct MemSeries {
+    pub id: u32,
+    pub labels: Labels,
+    pub data: Mutex<SeriesData>,
+}
+
+type Shard = RwLock<HashMap<Labels, Arc<MemSeries>>>;
+
+pub struct Head {
+    pub opts: HeadOptions,
+    interner: Interner,
+    hasher: std::collections::hash_map::RandomState,
+    shards: Vec<Shard>,
+    by_id: RwLock<HashMap<u32, Arc<MemSeries>>>,
+    postings: RwLock<Postings>,
+    next_id: AtomicU32,
+    min_t: AtomicI64,
+    max_t: AtomicI64,
+    pub appended_samples: AtomicU64,
+}
+
+impl Head {
+    pub fn new(opts: HeadOptions) -> Head {
+        Head {
+            opts,
+            interner: Interner::new(),
+            hasher: Default::default(),
+            shards: (0..SHARDS).map(|_| RwLock::new(HashMap::new())).collect(),
+            by_id: RwLock::new(HashMap::new()),
+            postings: RwLock::new(Postings::new()),
+            next_id: AtomicU32::new(1),
+            min_t: AtomicI64::new(i64::MAX),
+            max_t: AtomicI64::new(i64::MIN),
+            appended_samples: AtomicU64::new(0),
+        }
+    }
+
+    fn shard(&self, labels: &Labels) -> &Shard {
+        let mut h = self.hasher.build_hasher();
+        labels.hash(&mut h);
+        &self.shards[(h.finish() as usize) % SHARDS]
+    }
+
+    pub fn get(&self, labels: &Labels) -> Option<Arc<MemSeries>> {
+        self.shard(labels).read().get(labels).cloned()
+    }
+
+    pub fn by_id(&self, id: u32) -> Option<Arc<MemSeries>> {
+        self.by_id.read().get(&id).cloned()
+    }
+
+    /// Registers a new series under a fresh id (or the given id on replay). Callers serialise
+    /// creation and log the series to the WAL before calling this.
+    pub fn create(&self, labels: &Labels, id: Option<u32>) -> Arc<MemSeries> {
+        if let Some(s) = self.get(labels) {
+            return s;
+        }
+        let id = match id {
+            Some(id) => {
+                self.next_id.fetch_max(id + 1, Ordering::AcqRel);
+                id
+            }
+            None => self.next_id.fetch_add(1, Ordering::AcqRel),
+        };
+        let labels = self.interner.intern_labels(labels);
+        let s = Arc::new(MemSeries {
+            id,
+            labels: labels.clone(),
+            data: Mutex::new(SeriesData::default()),
+        });
+        self.shard(&labels).write().insert(labels.clone(), s.clone());
+        self.by_id.write().insert(id, s.clone());
+        self.postings.write().add(id, &labels);
+        s
+    }
+
+    /// The id the next `create` without an id would take.
+    pub fn peek_next_id(&self, n: u32) -> u32 {
+        self.next_id.fetch_add(n, Ordering::AcqRel)
+    }
+
+    pub fn min_time(&self) -> i64 {
+        self.min_t.load(Ordering::Acquire)
+    }
+
+    pub fn max_time(&self) -> i64 {
+        self.max_t.load(Ordering::Acquire)
+    }
+
+    /// Oldest timestamp accepted out of order right now.
+    pub fn ooo_min(&self) -> i64 {
+        let max = self.max_time();
+        if max == i64::MIN { i64::MIN } else { max.saturating_sub(self.opts.ooo_window) }
+    }
+
+    /// Appends samples to one series; returns (stored, rejected-with-reason) counts.
+    pub fn append_series(
+        &self,
+        s: &MemSeries,
+        samples: &[Sample],
+        lenient: bool,
+        mut accepted: impl FnMut(i64, f64),
+    ) -> (usize, Vec<(RejectReason, usize)>) {
+        let ooo_min = if lenient { None } else { Some(self.ooo_min()) };
+        let mut stored = 0;
+        let mut rejected: Vec<(RejectReason, usize)> = Vec::new();
+        let (mut lo, mut hi) = (i64::MAX, i64::MIN);
+        {
+            let mut d = s.data.lock();
+            for smp in samples {
+                match d.append(smp.t, smp.v, ooo_min, self.opts.chunk_range) {
+                    Ok(true) => {
+                        stored += 1;
+                        lo = lo.min(smp.t);
+                        hi = hi.max(smp.t);
+                        accepted(smp.t, smp.v);
+                    }
+                    Ok(false) => {}
+                    Err(r) => match rejected.iter_mut().find(|(x, _)| same_kind(x, &r)) {
+                        Some(e) => e.1 += 1,
+                        None => rejected.push((r, 1)),
+                    },
+                }
+            }
+        }
+        if stored > 0 {
+            self.min_t.fetch_min(lo, Ordering::AcqRel);
+            self.max_t.fetch_max(hi, Ordering::AcqRel);
+            self.appended_samples.fetch_add(stored as u64, Ordering::Relaxed);
+        }
+        (stored, rejected)
+    }
+
+    pub fn select_ids(&self, matchers: &[Matcher]) -> RoaringBitmap {
+        self.postings.read().select(matchers)
+    }
+
+    pub fn label_names(&self, ids: Option<&RoaringBitmap>) -> Vec<String> {
+        let p = self.postings.read();
+        p.label_names()
+            .filter(|n| match ids {
+                None => true,
+                Some(ids) => p.label_values(n).any(|(_, b)| !b.is_disjoint(ids)),
+            })
+            .map(str::to_string)
+            .collect()
+    }
+
+    pub fn label_values(&self, name: &str, ids: Option<&RoaringBitmap>) -> Vec<String> {
+        let p = self.postings.read();
+        p.label_values(name)
+            .filter(|(_, b)| ids.is_none_or(|ids| !b.is_disjoint(ids)))
+            .map(|(v, _)| v.to_string())
+            .collect()
+    }
+
+    pub fn num_series(&self) -> usize {
+        self.by_id.read().len()
+    }
+
+    pub fn all_series(&self) -> Vec<Arc<MemSeries>> {
+        let mut v: Vec<_> = self.by_id.read().values().cloned().collect();
+        v.sort_by_key(|s| s.id);
+        v
+    }
+
+    /// Moves all data older than `upto` out of the head, per series.
+    pub fn cut(&self, upto: i64) -> Vec<(Arc<MemSeries>, CutData)> {
+        let mut out = Vec::new();
+        for s in self.all_series() {
+            let cut = s.data.lock().take_before(upto);
+            if !cut.is_empty() {
+                out.push((s, cut));
+            }
+        }
+        // Recompute the head's time range from what is left.
+        let (mut lo, mut hi) = (i64::MAX, i64::MIN);
+        for s in self.all_series() {
+            let d = s.data.lock();
+            for c in &d.closed {
+                lo = lo.min(c.min_t);
+                hi = hi.max(c.max_t);
+            }
+            if let Some(o) = d.open.as_ref().filter(|o| o.count() > 0) {
+                lo = lo.min(o.min_time());
+                hi = hi.max(o.max_time());
+            }
+            if let (Some(a), Some(b)) = (d.ooo.keys().next(), d.ooo.keys().next_back()) {
+                lo = lo.min(*a);
+                hi = hi.max(*b);
+            }
+        }
+        self.min_t.store(lo, Ordering::Release);
+        // max_t keeps the newest time ever seen: the out-of-order window is relative to it.
+        if hi != i64::MIN {
+            self.max_t.fetch_max(hi, Ordering::AcqRel);
+        }
+        out
+    }
+
+    /// Drops series that hold no data and were last written before `before` (ms).
+    pub fn gc(&self, before: i64) -> usize {
+        let mut removed = 0;
+        for s in self.all_series() {
+            let d = s.data.lock();
+            let stale = d.is_empty() && d.last.is_none_or(|(t, _)| t < before);
+            drop(d);
+            if stale {
+                self.shard(&s.labels).write().remove(&s.labels);
+                self.by_id.write().remove(&s.id);
+                self.postings.write().remove(s.id, &s.labels);
+                removed += 1;
+            }
+        }
+        removed
+    }
+}
+
+fn same_kind(a: &RejectReason, b: &RejectReason) -> bool {
+    std::mem::discriminant(a) == std::mem::discriminant(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head() -> Head {
+        Head::new(HeadOptions { chunk_range: 7_200_000, ooo_window: 600_000 })
+    }
+
+    fn samples(h: &Head, s: &MemSeries) -> Vec<(i64, f64)> {
+        let mut out = Vec::new();
+        let _ = h;
+        s.data.lock().samples(i64::MIN, i64::MAX, &mut out);
+        out.into_iter().map(|s| (s.t, s.v)).collect()
+    }
+
+    #[test]
+    fn duplicates_and_out_of_order() {
+        let h = head();
+        let l = Labels::from_pairs([("__name__", "x")]).unwrap();
+        let s = h.create(&l, None);
+        let app = |t: i64, v: f64| h.append_series(&s, &[Sample { t, v }], false, |_, _| {});
+        assert_eq!(app(1_000_000, 1.0).0, 1);
+        assert_eq!(app(1_000_000, 1.0).0, 0, "same value: no-op");
+        assert_eq!(app(1_000_000, 2.0).1[0].0, RejectReason::DuplicateTimestamp { t: 1_000_000 });
+        assert_eq!(app(2_000_000, 2.0).0, 1);
+        assert_eq!(app(1_500_000, 1.5).0, 1, "within the 10m window");
+        assert_eq!(app(1_500_000, 9.0).1[0].0, RejectReason::DuplicateTimestamp { t: 1_500_000 });
+        assert_eq!(
+            app(1_000_000, 7.0).1[0].0,
+            RejectReason::OutOfBounds { t: 1_000_000, min_valid: 1_400_000 }
+        );
+        assert_eq!(samples(&h, &s), vec![(1_000_000, 1.0), (1_500_000, 1.5), (2_000_000, 2.0)]);
+    }
+
+    #[test]
+    fn chunks_split_at_range_boundaries_and_cut_moves_them() {
+        let h = head();
+        let l = Labels::from_pairs([("__name__", "x")]).unwrap();
+        let s = h.create(&l, None);
+        let pts: Vec<Sample> = (0..1000).map(|i| Sample { t: i * 15_000, v: i as f64 }).collect();
+        assert_eq!(h.append_series(&s, &pts, false, |_, _| {}).0, 1000);
+        let cut = h.cut(7_200_000);
+        assert_eq!(cut.len(), 1);
+        let mut moved = Vec::new();
+        cut[0].1.samples(i64::MIN, i64::MAX, &mut moved);
+        assert_eq!(moved.len(), 480);
+        assert_eq!(moved.last().unwrap().t, 7_185_000);
+        let left = samples(&h, &s);
+        assert_eq!(left.len(), 520);
+        assert_eq!(left[0].0, 7_200_000);
+        assert_eq!(h.min_time(), 7_200_000);
+    }
+}
