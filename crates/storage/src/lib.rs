@@ -1,9 +1,19 @@
 //! promlake storage: per-tenant WAL, in-memory head, Parquet blocks, compaction and retention.
+//!
+//! Architecture Invariant: every entry point takes a tenant; tenants share nothing but the
+//! process. Acknowledged data (an `append` that returned `Ok`) is in the fsynced WAL.
 
+pub mod block;
 pub mod chunk;
+pub mod clock;
+pub mod codec;
+mod db;
 mod error;
 pub mod head;
 pub mod index;
+mod tenant;
 pub mod wal;
 
+pub use db::{Db, HOUR_MS, Options};
 pub use error::{Result, StorageError};
+pub use tenant::{TenantDb, TenantOptions, TenantStats};

@@ -1,0 +1,543 @@
+//! One tenant's database: WAL + head + blocks, the append path (the durability point), the read
+//! path across head and blocks, head cutting with WAL checkpoints, compaction and retention.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use model::{
+    AppendOutcome, Labels, Matcher, Rejection, Sample, SelectHints, Series, TenantId, WriteBatch,
+};
+use parking_lot::{Mutex, RwLock};
+
+use crate::block::{Block, BlockMeta, BlockStore, write_block};
+use crate::error::Result;
+use crate::head::{CutData, Head, HeadOptions, MemSeries, merge_into};
+use crate::wal::{self, RecordKind, Wal, WalOptions};
+
+#[derive(Clone, Debug)]
+pub struct TenantOptions {
+    pub block_duration: i64,
+    pub retention: i64,
+    pub ooo_window: i64,
+    pub wal: WalOptions,
+}
+
+#[derive(Default)]
+pub struct TenantStats {
+    pub replayed_records: AtomicU64,
+    pub wal_corruptions: AtomicU64,
+    pub blocks_written: AtomicU64,
+    pub compactions: AtomicU64,
+    pub blocks_deleted_by_retention: AtomicU64,
+    pub samples_rejected: AtomicU64,
+}
+
+pub struct TenantDb {
+    pub tenant: TenantId,
+    opts: TenantOptions,
+    pub head: Head,
+    wal: Wal,
+    store: BlockStore,
+    /// Serialises series creation so a series' WAL record precedes any sample of it.
+    create_lock: Mutex<()>,
+    /// Appends hold it shared; series garbage collection holds it exclusively.
+    append_gate: RwLock<()>,
+    /// One cut, compaction or retention pass at a time.
+    maintenance: Mutex<()>,
+    blocks: RwLock<Vec<Arc<Block>>>,
+    /// Data moved out of the head whose block is being written: still queryable.
+    cutting: RwLock<Vec<(Arc<MemSeries>, CutData)>>,
+    pub stats: TenantStats,
+}
+
+enum Source<'a> {
+    Head(Arc<MemSeries>),
+    Cut(usize),
+    Block(&'a Block, u32),
+}
+
+impl TenantDb {
+    /// Opens the tenant: loads its blocks and replays its WAL into the head.
+    pub fn open(
+        tenant: TenantId,
+        wal_dir: &Path,
+        store: BlockStore,
+        opts: TenantOptions,
+    ) -> Result<TenantDb> {
+        let head = Head::new(HeadOptions {
+            chunk_range: opts.block_duration,
+            ooo_window: opts.ooo_window,
+        });
+        let mut blocks = Vec::new();
+        for ulid in store.blocks(&tenant)? {
+            match Block::open(&store, &tenant, &ulid) {
+                Ok(b) => blocks.push(Arc::new(b)),
+                Err(e) => {
+                    tracing::error!(tenant = %tenant, block = %ulid, error = %e, "skipping unreadable block")
+                }
+            }
+        }
+        blocks.sort_by_key(|b| (b.meta.min_time, b.meta.ulid.clone()));
+        let stats = TenantStats::default();
+        let started = std::time::Instant::now();
+        let mut unknown = 0u64;
+        let report = wal::replay(wal_dir, &mut |rec| match rec {
+            wal::Record::Series(series) => {
+                for (id, pairs) in series {
+                    if let Ok(l) = Labels::from_pairs(pairs) {
+                        head.create(&l, Some(id));
+                    }
+                }
+            }
+            wal::Record::Samples(samples) => {
+                let mut i = 0;
+                while i < samples.len() {
+                    let id = samples[i].0;
+                    let j = i + samples[i..].iter().take_while(|s| s.0 == id).count();
+                    let run: Vec<Sample> =
+                        samples[i..j].iter().map(|s| Sample { t: s.1, v: s.2 }).collect();
+                    match head.by_id(id) {
+                        Some(s) => {
+                            head.append_series(&s, &run, true, |_, _| {});
+                        }
+                        None => unknown += run.len() as u64,
+                    }
+                    i = j;
+                }
+            }
+        })?;
+        stats.replayed_records.store(report.records, Ordering::Relaxed);
+        stats.wal_corruptions.store(report.corruptions.len() as u64, Ordering::Relaxed);
+        tracing::info!(
+            tenant = %tenant, segments = report.segments, records = report.records, bytes = report.bytes,
+            series = head.num_series(), corruptions = report.corruptions.len(), unknown_series_samples = unknown,
+            blocks = blocks.len(), elapsed_ms = started.elapsed().as_millis() as u64, "tenant opened"
+        );
+        let wal = Wal::open(wal_dir, opts.wal.clone())?;
+        Ok(TenantDb {
+            tenant,
+            opts,
+            head,
+            wal,
+            store,
+            create_lock: Mutex::new(()),
+            append_gate: RwLock::new(()),
+            maintenance: Mutex::new(()),
+            blocks: RwLock::new(blocks),
+            cutting: RwLock::new(Vec::new()),
+            stats,
+        })
+    }
+
+    pub fn wal(&self) -> &Wal {
+        &self.wal
+    }
+
+    /// The write path: resolve series (creating and logging new ones), append to the head,
+    /// log the accepted samples, fsync (shared with concurrent writers), acknowledge.
+    pub fn append(&self, batch: WriteBatch) -> Result<AppendOutcome> {
+        let _gate = self.append_gate.read();
+        let mut out = AppendOutcome::default();
+        let mut resolved: Vec<Option<Arc<MemSeries>>> =
+            batch.series.iter().map(|s| self.head.get(&s.labels)).collect();
+        if resolved.iter().any(Option::is_none) {
+            let _g = self.create_lock.lock();
+            let mut fresh: HashMap<&Labels, u32> = HashMap::new();
+            let mut new: Vec<(u32, &Labels)> = Vec::new();
+            for (i, sw) in batch.series.iter().enumerate() {
+                if resolved[i].is_some() {
+                    continue;
+                }
+                if let Some(s) = self.head.get(&sw.labels) {
+                    resolved[i] = Some(s);
+                } else if !fresh.contains_key(&sw.labels) {
+                    let id = self.head.peek_next_id(1);
+                    fresh.insert(&sw.labels, id);
+                    new.push((id, &sw.labels));
+                }
+            }
+            if !new.is_empty() {
+                let rec = wal::encode_series(new.iter().map(|(id, l)| (*id, *l)))?;
+                self.wal.log(&[(RecordKind::Series, &rec)])?;
+                for (id, l) in &new {
+                    self.head.create(l, Some(*id));
+                }
+                out.series_created = new.len();
+            }
+            for (i, sw) in batch.series.iter().enumerate() {
+                if resolved[i].is_none() {
+                    resolved[i] = self.head.get(&sw.labels);
+                }
+            }
+        }
+        let n = batch.sample_count();
+        let (mut refs, mut ts, mut vs) =
+            (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
+        for (sw, s) in batch.series.iter().zip(&resolved) {
+            let Some(s) = s else { continue };
+            let (stored, rejected) = self.head.append_series(s, &sw.samples, false, |t, v| {
+                refs.push(s.id);
+                ts.push(t);
+                vs.push(v);
+            });
+            out.samples_written += stored;
+            for (reason, count) in rejected {
+                self.stats.samples_rejected.fetch_add(count as u64, Ordering::Relaxed);
+                out.rejected.push(Rejection { labels: sw.labels.clone(), reason, samples: count });
+            }
+        }
+        let seq = if refs.is_empty() {
+            None
+        } else {
+            let rec = wal::encode_samples(refs, ts, vs)?;
+            Some(self.wal.log(&[(RecordKind::Samples, &rec)])?)
+        };
+        if let Some(seq) = seq {
+            self.wal.sync(seq)?;
+        }
+        Ok(out)
+    }
+
+    fn overlapping_blocks(&self, hints: SelectHints) -> Vec<Arc<Block>> {
+        self.blocks
+            .read()
+            .iter()
+            .filter(|b| b.meta.max_time >= hints.start && b.meta.min_time <= hints.end)
+            .cloned()
+            .collect()
+    }
+
+    /// Series matching `matchers` with samples in the range, merged across head and blocks,
+    /// in label order. Samples are loaded one series at a time as the iterator is consumed.
+    pub fn select(&self, hints: SelectHints, matchers: &[Matcher]) -> Result<Vec<Series>> {
+        let blocks = self.overlapping_blocks(hints);
+        let cutting = self.cutting.read();
+        let mut by_labels: BTreeMap<Labels, Vec<Source<'_>>> = BTreeMap::new();
+        if self.head.min_time() <= hints.end
+            || !cutting.is_empty()
+            || self.head.max_time() >= hints.start
+        {
+            for id in self.head.select_ids(matchers) {
+                if let Some(s) = self.head.by_id(id) {
+                    by_labels.entry(s.labels.clone()).or_default().push(Source::Head(s));
+                }
+            }
+        }
+        for (i, (s, _)) in cutting.iter().enumerate() {
+            if matchers.iter().all(|m| m.matches(s.labels.get(&m.name).unwrap_or(""))) {
+                by_labels.entry(s.labels.clone()).or_default().push(Source::Cut(i));
+            }
+        }
+        for b in &blocks {
+            for id in b.select(matchers) {
+                by_labels.entry(b.labels(id).clone()).or_default().push(Source::Block(b, id));
+            }
+        }
+        let mut out = Vec::new();
+        for (labels, sources) in by_labels {
+            let mut samples: Vec<Sample> = Vec::new();
+            for src in sources {
+                let mut part = Vec::new();
+                match src {
+                    Source::Head(s) => s.data.lock().samples(hints.start, hints.end, &mut part),
+                    Source::Cut(i) => cutting[i].1.samples(hints.start, hints.end, &mut part),
+                    Source::Block(b, id) => b.samples(id, hints.start, hints.end, &mut part)?,
+                }
+                if samples.is_empty() {
+                    samples = part;
+                } else if !part.is_empty() {
+                    let prev = std::mem::take(&mut samples);
+                    merge_into(&mut samples, &prev, &part);
+                }
+            }
+            if !samples.is_empty() {
+                out.push(Series { labels, samples, histograms: Vec::new() });
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn label_names(&self, hints: SelectHints, matchers: &[Matcher]) -> Result<Vec<String>> {
+        let mut names: std::collections::BTreeSet<String> = Default::default();
+        if matchers.is_empty() {
+            names.extend(self.head.label_names(None));
+            for b in self.overlapping_blocks(hints) {
+                names.extend(b.postings().label_names().map(str::to_string));
+            }
+        } else {
+            let ids = self.head.select_ids(matchers);
+            names.extend(self.head.label_names(Some(&ids)));
+            for b in self.overlapping_blocks(hints) {
+                let ids = b.select(matchers);
+                let p = b.postings();
+                names.extend(
+                    p.label_names()
+                        .filter(|n| p.label_values(n).any(|(_, x)| !x.is_disjoint(&ids)))
+                        .map(str::to_string),
+                );
+            }
+        }
+        Ok(names.into_iter().collect())
+    }
+
+    pub fn label_values(
+        &self,
+        name: &str,
+        hints: SelectHints,
+        matchers: &[Matcher],
+    ) -> Result<Vec<String>> {
+        let mut values: std::collections::BTreeSet<String> = Default::default();
+        let head_ids = (!matchers.is_empty()).then(|| self.head.select_ids(matchers));
+        values.extend(self.head.label_values(name, head_ids.as_ref()));
+        for b in self.overlapping_blocks(hints) {
+            let ids = (!matchers.is_empty()).then(|| b.select(matchers));
+            values.extend(
+                b.postings()
+                    .label_values(name)
+                    .filter(|(_, x)| ids.as_ref().is_none_or(|ids| !x.is_disjoint(ids)))
+                    .map(|(v, _)| v.to_string()),
+            );
+        }
+        Ok(values.into_iter().collect())
+    }
+
+    pub fn blocks(&self) -> Vec<BlockMeta> {
+        self.blocks.read().iter().map(|b| b.meta.clone()).collect()
+    }
+
+    /// Persists the whole head into blocks now; returns the blocks written.
+    pub fn flush(&self) -> Result<Vec<BlockMeta>> {
+        let max = self.head.max_time();
+        if max == i64::MIN {
+            return Ok(Vec::new());
+        }
+        self.cut_to(max.saturating_add(1))
+    }
+
+    /// Cuts full block ranges once the head spans 1.5 block durations (as Prometheus does).
+    pub fn maybe_cut(&self) -> Result<Vec<BlockMeta>> {
+        let bd = self.opts.block_duration;
+        let (mn, mx) = (self.head.min_time(), self.head.max_time());
+        if mn == i64::MAX || mx == i64::MIN || mx - mn < bd / 2 * 3 {
+            return Ok(Vec::new());
+        }
+        // Cut every whole range that ends at least half a block before the newest sample.
+        let upto = (mx - bd / 2).div_euclid(bd) * bd;
+        if upto <= mn {
+            return Ok(Vec::new());
+        }
+        self.cut_to(upto)
+    }
+
+    fn cut_to(&self, upto: i64) -> Result<Vec<BlockMeta>> {
+        let _m = self.maintenance.lock();
+        let finished_segment = self.wal.rotate()?;
+        let moved = self.head.cut(upto);
+        let bd = self.opts.block_duration;
+        let mut ranges: Vec<i64> = Vec::new();
+        for (_, c) in &moved {
+            for ch in &c.chunks {
+                ranges.push(ch.min_t.div_euclid(bd));
+            }
+            for s in &c.ooo {
+                ranges.push(s.t.div_euclid(bd));
+            }
+        }
+        ranges.sort_unstable();
+        ranges.dedup();
+        *self.cutting.write() = moved;
+        let mut written = Vec::new();
+        {
+            let cutting = self.cutting.read();
+            let mut order: Vec<usize> = (0..cutting.len()).collect();
+            order.sort_by(|a, b| cutting[*a].0.labels.cmp(&cutting[*b].0.labels));
+            for r in ranges {
+                let (lo, hi) = (r * bd, r * bd + bd - 1);
+                let series = order.iter().map(|&i| {
+                    let mut s = Vec::new();
+                    cutting[i].1.samples(lo, hi, &mut s);
+                    (cutting[i].0.labels.clone(), s)
+                });
+                if let Some(meta) = write_block(&self.store, &self.tenant, 1, vec![], series)? {
+                    let block = Block::open(&self.store, &self.tenant, &meta.ulid)?;
+                    self.add_block(block);
+                    self.stats.blocks_written.fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(tenant = %self.tenant, block = %meta.ulid, series = meta.num_series,
+                        samples = meta.num_samples, min_time = meta.min_time, max_time = meta.max_time, "block written");
+                    written.push(meta);
+                }
+            }
+        }
+        self.cutting.write().clear();
+        {
+            let _g = self.append_gate.write();
+            self.head.gc(upto);
+        }
+        self.checkpoint(finished_segment)?;
+        Ok(written)
+    }
+
+    fn add_block(&self, block: Block) {
+        let mut blocks = self.blocks.write();
+        blocks.push(Arc::new(block));
+        blocks.sort_by_key(|b| (b.meta.min_time, b.meta.ulid.clone()));
+    }
+
+    /// Rewrites what the head still holds as a checkpoint and drops the segments it replaces.
+    fn checkpoint(&self, upto_segment: u64) -> Result<()> {
+        let series = self.head.all_series();
+        let mut records = Vec::new();
+        for group in series.chunks(10_000) {
+            records.push((
+                RecordKind::Series,
+                wal::encode_series(group.iter().map(|s| (s.id, &s.labels)))?,
+            ));
+            let (mut r, mut t, mut v) = (Vec::new(), Vec::new(), Vec::new());
+            for s in group {
+                let mut buf = Vec::new();
+                s.data.lock().samples(i64::MIN, i64::MAX, &mut buf);
+                for smp in buf {
+                    r.push(s.id);
+                    t.push(smp.t);
+                    v.push(smp.v);
+                }
+            }
+            if !r.is_empty() {
+                records.push((RecordKind::Samples, wal::encode_samples(r, t, v)?));
+            }
+        }
+        wal::write_checkpoint(self.wal.dir(), upto_segment, &records)?;
+        self.wal.truncate(upto_segment)
+    }
+
+    /// Merges overlapping blocks, then adjacent blocks into ranges of 3×, 9×, 27× the block
+    /// duration (capped at a tenth of retention) once the head has moved past the range.
+    pub fn compact(&self) -> Result<usize> {
+        let _m = self.maintenance.lock();
+        let mut merged = 0;
+        loop {
+            let blocks = self.blocks.read().clone();
+            let Some(group) = self.plan_compaction(&blocks) else { break };
+            self.merge(&group)?;
+            merged += 1;
+        }
+        Ok(merged)
+    }
+
+    fn plan_compaction(&self, blocks: &[Arc<Block>]) -> Option<Vec<Arc<Block>>> {
+        // Overlaps first: they come from out-of-order data or a flush.
+        for w in blocks.windows(2) {
+            if w[1].meta.min_time <= w[0].meta.max_time {
+                let lo = w[0].meta.min_time;
+                let mut hi = w[0].meta.max_time;
+                let mut g = Vec::new();
+                for b in blocks.iter().filter(|b| b.meta.min_time >= lo) {
+                    if b.meta.min_time <= hi {
+                        hi = hi.max(b.meta.max_time);
+                        g.push(b.clone());
+                    }
+                }
+                return Some(g);
+            }
+        }
+        let bd = self.opts.block_duration;
+        let head_min = self.head.min_time();
+        let mut range = bd * 3;
+        while range <= (self.opts.retention / 10).max(bd * 3) {
+            let mut groups: BTreeMap<i64, Vec<Arc<Block>>> = BTreeMap::new();
+            for b in blocks {
+                let w = b.meta.min_time.div_euclid(range);
+                if b.meta.max_time.div_euclid(range) == w {
+                    groups.entry(w).or_default().push(b.clone());
+                }
+            }
+            for (w, g) in groups {
+                let window_end = (w + 1) * range;
+                let span = g.iter().map(|b| b.meta.max_time).max().unwrap_or(0)
+                    - g.iter().map(|b| b.meta.min_time).min().unwrap_or(0);
+                if g.len() > 1 && window_end <= head_min && span < range {
+                    return Some(g);
+                }
+            }
+            range *= 3;
+        }
+        None
+    }
+
+    fn merge(&self, group: &[Arc<Block>]) -> Result<()> {
+        let level = group.iter().map(|b| b.meta.level).max().unwrap_or(1) + 1;
+        let sources: Vec<String> = group.iter().flat_map(|b| b.meta.sources.clone()).collect();
+        // k-way merge of the blocks' series, each in label order; one series in memory at a time.
+        let mut iters: Vec<_> = group.iter().map(|b| b.all_series().peekable()).collect();
+        let mut err = None;
+        let merged = std::iter::from_fn(|| {
+            let mut next: Option<Labels> = None;
+            for it in iters.iter_mut() {
+                match it.peek() {
+                    Some(Ok((l, _))) => {
+                        if next.as_ref().is_none_or(|n| l < n) {
+                            next = Some(l.clone());
+                        }
+                    }
+                    Some(Err(_)) => {
+                        if let Some(Err(e)) = it.next() {
+                            err = Some(e);
+                        }
+                        return None;
+                    }
+                    None => {}
+                }
+            }
+            let labels = next?;
+            let mut samples: Vec<Sample> = Vec::new();
+            for it in iters.iter_mut() {
+                if matches!(it.peek(), Some(Ok((l, _))) if *l == labels)
+                    && let Some(Ok((_, s))) = it.next()
+                {
+                    let prev = std::mem::take(&mut samples);
+                    merge_into(&mut samples, &prev, &s);
+                }
+            }
+            Some((labels, samples))
+        });
+        let meta = write_block(&self.store, &self.tenant, level, sources, merged)?;
+        if let Some(e) = err {
+            return Err(e);
+        }
+        let new_block = match meta {
+            Some(m) => Some(Block::open(&self.store, &self.tenant, &m.ulid)?),
+            None => None,
+        };
+        {
+            let mut blocks = self.blocks.write();
+            blocks.retain(|b| !group.iter().any(|g| g.meta.ulid == b.meta.ulid));
+            if let Some(b) = new_block {
+                tracing::info!(tenant = %self.tenant, block = %b.meta.ulid, level, inputs = group.len(), "blocks compacted");
+                blocks.push(Arc::new(b));
+            }
+            blocks.sort_by_key(|b| (b.meta.min_time, b.meta.ulid.clone()));
+        }
+        for g in group {
+            self.store.delete_block(&self.tenant, &g.meta.ulid)?;
+        }
+        self.stats.compactions.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Deletes blocks entirely older than `now - retention`.
+    pub fn apply_retention(&self, now: i64) -> Result<usize> {
+        let _m = self.maintenance.lock();
+        let cutoff = now - self.opts.retention;
+        let old: Vec<Arc<Block>> =
+            self.blocks.read().iter().filter(|b| b.meta.max_time < cutoff).cloned().collect();
+        for b in &old {
+            self.blocks.write().retain(|x| x.meta.ulid != b.meta.ulid);
+            self.store.delete_block(&self.tenant, &b.meta.ulid)?;
+            tracing::info!(tenant = %self.tenant, block = %b.meta.ulid, "block deleted by retention");
+        }
+        self.stats.blocks_deleted_by_retention.fetch_add(old.len() as u64, Ordering::Relaxed);
+        Ok(old.len())
+    }
+}
