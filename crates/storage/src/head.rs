@@ -3,7 +3,7 @@
 //! database logs to the WAL around it.
 
 use std::collections::{BTreeMap, HashMap};
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering};
 
@@ -287,9 +287,7 @@ impl Head {
     }
 
     fn shard(&self, labels: &Labels) -> &Shard {
-        let mut h = self.hasher.build_hasher();
-        labels.hash(&mut h);
-        &self.shards[(h.finish() as usize) % SHARDS]
+        &self.shards[(self.hasher.hash_one(labels) as usize) % SHARDS]
     }
 
     pub fn get(&self, labels: &Labels) -> Option<Arc<MemSeries>> {

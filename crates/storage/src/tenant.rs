@@ -476,11 +476,10 @@ impl TenantDb {
             let mut next: Option<Labels> = None;
             for it in iters.iter_mut() {
                 match it.peek() {
-                    Some(Ok((l, _))) => {
-                        if next.as_ref().is_none_or(|n| l < n) {
-                            next = Some(l.clone());
-                        }
+                    Some(Ok((l, _))) if next.as_ref().is_none_or(|n| l < n) => {
+                        next = Some(l.clone());
                     }
+                    Some(Ok(_)) => {}
                     Some(Err(_)) => {
                         if let Some(Err(e)) = it.next() {
                             err = Some(e);

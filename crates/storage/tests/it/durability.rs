@@ -111,7 +111,7 @@ fn torn_wal_tail_keeps_every_complete_record() {
         let db = Db::open(opts(copy.path())).unwrap();
         let all = dump(&db, &[Matcher::eq("instance", "host-0")]);
         let n = all.first().map_or(0, |s| s.1.len());
-        assert!(n >= 4 && n < 10, "case {k}: {n} samples survive a tear at {cut}");
+        assert!((4..10).contains(&n), "case {k}: {n} samples survive a tear at {cut}");
         // Samples that survive are a prefix: nothing after the tear is invented.
         let ts: Vec<i64> = all[0].1.iter().map(|s| s.0).collect();
         assert_eq!(ts, (0..n as i64).map(|i| i * 1000).collect::<Vec<_>>());

@@ -1,0 +1,130 @@
+//! End-to-end tests of the `promlake` binary, one test binary. Table of contents:
+//! - `serve`: zero-config start, health and readiness, flags, signals, flush.
+//!
+//! Every test starts the real binary on 127.0.0.1:0 with a temporary data dir (see
+//! [`Promlake::start`]) and talks to it over HTTP as a client would.
+
+mod serve;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct Promlake {
+    pub child: Child,
+    pub url: String,
+    pub dir: tempfile::TempDir,
+    pub log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Promlake {
+    pub fn start(extra: &[&str]) -> Promlake {
+        Self::start_in(tempfile::tempdir().unwrap(), extra)
+    }
+
+    /// Starts on port 0 in `dir` and waits (bounded) for the listening line and readiness.
+    pub fn start_in(dir: tempfile::TempDir, extra: &[&str]) -> Promlake {
+        let data = dir.path().join("data");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_promlake"))
+            .args([
+                "serve",
+                "--http-listen",
+                "127.0.0.1:0",
+                "--grpc-listen",
+                "127.0.0.1:0",
+                "--data-dir",
+            ])
+            .arg(&data)
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("promlake starts");
+        let stderr = child.stderr.take().unwrap();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let log2 = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(addr) = line.strip_prefix("promlake: listening on ") {
+                    let _ = tx.send(addr.to_string());
+                }
+                log2.lock().unwrap().push(line);
+            }
+        });
+        let url = rx.recv_timeout(Duration::from_secs(30)).expect("promlake prints its address");
+        let p = Promlake { child, url, dir, log };
+        p.wait_ready();
+        p
+    }
+
+    pub fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(r) = client().get(format!("{}/-/ready", self.url)).send()
+                && r.status() == 200
+            {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("not ready within 30s");
+    }
+
+    pub fn get(&self, path: &str) -> (u16, String) {
+        let r = client().get(format!("{}{}", self.url, path)).send().unwrap();
+        (r.status().as_u16(), r.text().unwrap())
+    }
+
+    pub fn post(&self, path: &str, body: &str) -> (u16, String) {
+        let r = client()
+            .post(format!("{}{}", self.url, path))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body.to_string())
+            .send()
+            .unwrap();
+        (r.status().as_u16(), r.text().unwrap())
+    }
+
+    /// Sends a signal and waits (bounded) for the exit status.
+    pub fn signal(&mut self, sig: i32) -> std::process::ExitStatus {
+        // SAFETY-free: libc::kill on our own child's pid.
+        let pid = self.child.id() as i32;
+        let rc = std::process::Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(pid.to_string())
+            .status()
+            .unwrap();
+        assert!(rc.success());
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return st;
+            }
+            assert!(Instant::now() < deadline, "did not exit after signal {sig}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Restarts on the same data dir.
+    pub fn restart(mut self, extra: &[&str]) -> Promlake {
+        self.signal(libc::SIGKILL);
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
+        Promlake::start_in(dir, extra)
+    }
+}
+
+impl Drop for Promlake {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn client() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder().timeout(Duration::from_secs(30)).build().unwrap()
+}
+
+pub fn json(s: &str) -> serde_json::Value {
+    serde_json::from_str(s).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))
+}

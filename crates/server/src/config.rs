@@ -1,0 +1,108 @@
+//! The configuration file (TOML). The doc comments here are the user reference; README's config
+//! section is generated from the same text. Unknown fields are rejected by name.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Directory for the WAL and (with the default block store) the blocks. Default `./data`.
+    pub data_dir: PathBuf,
+    /// HTTP listen address. Default `127.0.0.1:9393`.
+    pub http_listen: String,
+    /// gRPC listen address. Default `127.0.0.1:9394`.
+    pub grpc_listen: String,
+    pub storage: StorageConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("./data"),
+            http_listen: "127.0.0.1:9393".into(),
+            grpc_listen: "127.0.0.1:9394".into(),
+            storage: StorageConfig::default(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// Span of a block cut from the head, e.g. `"2h"` (default).
+    #[serde(with = "humantime_serde_compat")]
+    pub block_duration: Duration,
+    /// Blocks older than this are deleted, e.g. `"15d"` (default).
+    #[serde(with = "humantime_serde_compat")]
+    pub retention: Duration,
+    /// How late a sample may arrive behind the tenant's newest sample, e.g. `"30m"` (default).
+    #[serde(with = "humantime_serde_compat")]
+    pub out_of_order_window: Duration,
+    /// fsync the WAL before acknowledging a write (default true). Turning it off keeps data
+    /// safe from a process crash but not from power loss or a kernel crash.
+    pub fsync: bool,
+    /// How often the head is cut into blocks, blocks compacted and retention applied (default `"1m"`).
+    #[serde(with = "humantime_serde_compat")]
+    pub maintenance_interval: Duration,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            block_duration: Duration::from_secs(2 * 3600),
+            retention: Duration::from_secs(15 * 24 * 3600),
+            out_of_order_window: Duration::from_secs(30 * 60),
+            fsync: true,
+            maintenance_interval: Duration::from_secs(60),
+        }
+    }
+}
+
+mod humantime_serde_compat {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let s = String::deserialize(d)?;
+        humantime::parse_duration(&s).map_err(|e| serde::de::Error::custom(format!("{s:?}: {e}")))
+    }
+}
+
+impl Config {
+    pub fn from_toml(text: &str) -> Result<Config, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    pub fn storage_options(&self) -> storage::Options {
+        let ms = |d: Duration| d.as_millis() as i64;
+        let mut o = storage::Options::new(&self.data_dir);
+        o.block_duration = ms(self.storage.block_duration).max(60_000);
+        o.retention = ms(self.storage.retention);
+        o.ooo_window = ms(self.storage.out_of_order_window);
+        o.wal.fsync = self.storage.fsync;
+        o
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_rejects_unknown_fields() {
+        let c =
+            Config::from_toml("data_dir = \"/x\"\n[storage]\nretention = \"30d\"\nfsync = false\n")
+                .unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("/x"));
+        assert_eq!(c.storage.retention, Duration::from_secs(30 * 86400));
+        assert!(!c.storage.fsync);
+        let e = Config::from_toml("[storage]\nretension = \"1d\"\n").unwrap_err();
+        assert!(e.contains("retension"), "{e}");
+        let e = Config::from_toml("[storage]\nretention = \"soon\"\n").unwrap_err();
+        assert!(e.contains("soon"), "{e}");
+    }
+}

@@ -1,0 +1,131 @@
+//! promlake's own metrics, all named here, exposed at `/metrics`.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TenantLabels {
+    pub tenant: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RejectLabels {
+    pub tenant: String,
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HandlerLabels {
+    pub handler: String,
+}
+
+pub struct Metrics {
+    pub registry: Registry,
+    /// `promlake_ingested_samples_total{tenant}`: samples stored.
+    pub ingested_samples: Family<TenantLabels, Counter>,
+    /// `promlake_ingested_series_created_total{tenant}`: new series.
+    pub series_created: Family<TenantLabels, Counter>,
+    /// `promlake_rejected_samples_total{tenant,reason}`.
+    pub rejected_samples: Family<RejectLabels, Counter>,
+    /// `promlake_http_request_duration_seconds{handler}`.
+    pub http_duration: Family<HandlerLabels, Histogram>,
+    /// `promlake_head_series{tenant}`, refreshed at scrape.
+    pub head_series: Family<TenantLabels, Gauge>,
+    /// `promlake_blocks{tenant}`, refreshed at scrape.
+    pub blocks: Family<TenantLabels, Gauge>,
+    /// `promlake_wal_fsyncs_total{tenant}` and `promlake_wal_bytes_written_total{tenant}`.
+    pub wal_fsyncs: Family<TenantLabels, Gauge>,
+    pub wal_bytes: Family<TenantLabels, Gauge>,
+    /// `promlake_wal_corruptions{tenant}`: damaged records skipped at the last replay.
+    pub wal_corruptions: Family<TenantLabels, Gauge>,
+    /// `promlake_compactions_total{tenant}`.
+    pub compactions: Family<TenantLabels, Gauge>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("promlake");
+        let ingested_samples = Family::default();
+        registry.register("ingested_samples", "Samples stored", ingested_samples.clone());
+        let series_created = Family::default();
+        registry.register("ingested_series_created", "Series created", series_created.clone());
+        let rejected_samples = Family::default();
+        registry.register(
+            "rejected_samples",
+            "Samples rejected, by reason",
+            rejected_samples.clone(),
+        );
+        let http_duration = Family::<HandlerLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+        });
+        registry.register(
+            "http_request_duration_seconds",
+            "HTTP request latency by handler",
+            http_duration.clone(),
+        );
+        let head_series = Family::default();
+        registry.register("head_series", "Series in the in-memory head", head_series.clone());
+        let blocks = Family::default();
+        registry.register("blocks", "Blocks per tenant", blocks.clone());
+        let wal_fsyncs = Family::default();
+        registry.register(
+            "wal_fsyncs",
+            "WAL fsyncs since start (group commit shares them)",
+            wal_fsyncs.clone(),
+        );
+        let wal_bytes = Family::default();
+        registry.register("wal_bytes_written", "WAL bytes written since start", wal_bytes.clone());
+        let wal_corruptions = Family::default();
+        registry.register(
+            "wal_corruptions",
+            "Damaged WAL records skipped at the last replay",
+            wal_corruptions.clone(),
+        );
+        let compactions = Family::default();
+        registry.register("compactions", "Compactions since start", compactions.clone());
+        Metrics {
+            registry,
+            ingested_samples,
+            series_created,
+            rejected_samples,
+            http_duration,
+            head_series,
+            blocks,
+            wal_fsyncs,
+            wal_bytes,
+            wal_corruptions,
+            compactions,
+        }
+    }
+
+    pub fn refresh(&self, db: &storage::Db) {
+        use std::sync::atomic::Ordering::Relaxed;
+        for t in db.tenants() {
+            let l = TenantLabels { tenant: t.tenant.to_string() };
+            self.head_series.get_or_create(&l).set(t.head.num_series() as i64);
+            self.blocks.get_or_create(&l).set(t.blocks().len() as i64);
+            self.wal_fsyncs.get_or_create(&l).set(t.wal().fsyncs.load(Relaxed) as i64);
+            self.wal_bytes.get_or_create(&l).set(t.wal().bytes_written.load(Relaxed) as i64);
+            self.wal_corruptions
+                .get_or_create(&l)
+                .set(t.stats.wal_corruptions.load(Relaxed) as i64);
+            self.compactions.get_or_create(&l).set(t.stats.compactions.load(Relaxed) as i64);
+        }
+    }
+
+    pub fn encode(&self) -> String {
+        let mut s = String::new();
+        let _ = prometheus_client::encoding::text::encode(&mut s, &self.registry);
+        s
+    }
+}
