@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
+mod bench;
+
 #[derive(Parser)]
 #[command(
     name = "promlake",
@@ -33,6 +35,9 @@ enum Command {
         #[arg(long)]
         grpc_listen: Option<String>,
     },
+    /// Benchmarks: load generators and side-by-side runs against Prometheus and VictoriaMetrics.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
     /// Check a config file: parse it, reject unknown fields, print the effective config.
     CheckConfig { file: PathBuf },
 }
@@ -79,6 +84,7 @@ fn main() -> Result<()> {
             tracing::info!("promlake stopped");
             Ok(())
         }
+        Command::Bench(cmd) => bench::run(cmd),
         Command::CheckConfig { file } => {
             let cfg = load_config(Some(&file))?;
             println!("{cfg:#?}");

@@ -1,0 +1,17 @@
+//! `promlake bench`: workloads and side-by-side measurements against peer systems.
+
+pub mod gen;
+pub mod peers;
+pub mod storage;
+
+#[derive(clap::Subcommand)]
+pub enum BenchCommand {
+    /// Bytes on disk per sample, RSS per series and append throughput, beside VictoriaMetrics.
+    Storage(storage::StorageArgs),
+}
+
+pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
+    match cmd {
+        BenchCommand::Storage(a) => storage::run(&a).map(|_| ()),
+    }
+}
