@@ -10,9 +10,11 @@ mod pb;
 pub mod proto;
 mod remote_write;
 pub mod snappy;
+pub mod text;
 
 pub use error::WireError;
 pub use remote_write::{
     DecodeCounts, DecodeLimits, DecodedWrite, InvalidReason, InvalidSeries, decode_write_v1,
     decode_write_v2,
 };
+pub use text::{TextFormat, TextOptions, parse_text};
