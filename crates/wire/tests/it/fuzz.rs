@@ -1,0 +1,173 @@
+//! Property tests: no input bytes make a decoder panic or produce output out of proportion to
+//! the input, and the zero-copy walker agrees with prost and `model::Labels` on valid requests.
+
+use model::{Interner, Labels, Sample};
+use proptest::prelude::*;
+use prost::Message;
+use wire::proto::{prompb, v2};
+use wire::{DecodeLimits, TextFormat, TextOptions, decode_write_v1, decode_write_v2, parse_text};
+
+use crate::samples;
+
+/// Feeds `bytes` to every decoder. Returns how many succeeded, so callers can assert on it.
+pub fn run_all(bytes: &[u8]) -> usize {
+    let interner = Interner::new();
+    let limits = DecodeLimits::default();
+    let mut ok = 0;
+    for d in
+        [decode_write_v1(bytes, &interner, &limits), decode_write_v2(bytes, &interner, &limits)]
+            .into_iter()
+            .flatten()
+    {
+        // Every series, sample and rejection costs at least two input bytes.
+        let r = d.received;
+        assert!(r.series + r.samples + r.histograms + r.exemplars <= bytes.len());
+        assert!(d.batch.series.len() + d.invalid.len() <= r.series + r.exemplars + r.metadata);
+        for i in &d.invalid {
+            assert!(i.labels_text.len() < 2048, "labels_text is bounded");
+        }
+        ok += 1;
+    }
+    for format in [TextFormat::Prometheus, TextFormat::OpenMetrics] {
+        let opts = TextOptions { format, extra_labels: Labels::empty(), default_timestamp: 0 };
+        if let Ok(b) = parse_text(bytes, &opts, &interner) {
+            assert!(b.sample_count() <= bytes.len());
+            ok += 1;
+        }
+    }
+    if let Ok(out) = wire::snappy::decompress_capped(bytes, 1 << 16) {
+        assert!(out.len() <= 1 << 16);
+        ok += 1;
+    }
+    ok
+}
+
+fn seeds() -> Vec<Vec<u8>> {
+    vec![
+        samples::v1_request(),
+        samples::v2_request(),
+        samples::PROM_TEXT.as_bytes().to_vec(),
+        samples::OM_TEXT.as_bytes().to_vec(),
+        wire::snappy::compress(&samples::v1_request()),
+    ]
+}
+
+fn mutate(mut b: Vec<u8>, muts: &[(usize, u8, u8)]) -> Vec<u8> {
+    for &(pos, op, byte) in muts {
+        if b.is_empty() {
+            b.push(byte);
+            continue;
+        }
+        let p = pos % b.len();
+        match op % 4 {
+            0 => b[p] = byte,
+            1 => b.insert(p, byte),
+            2 => {
+                b.remove(p);
+            }
+            _ => b.truncate(p),
+        }
+    }
+    b
+}
+
+/// A label set that may break any validation rule, and samples with arbitrary bits.
+/// One generated series: label pairs as sent, and (timestamp, value bits) samples.
+type RawSeries = (Vec<(String, String)>, Vec<(i64, u64)>);
+
+fn series() -> impl Strategy<Value = RawSeries> {
+    let name = prop_oneof![Just("__name__".to_string()), "[a-c_]{0,3}"];
+    let value = prop_oneof![Just(String::new()), "[a-z]{1,3}", "\\PC{0,4}"];
+    (
+        prop::collection::vec((name, value), 0..5),
+        prop::collection::vec((any::<i64>(), any::<u64>()), 0..4),
+    )
+}
+
+/// What the decoder must produce for one series: its labels if valid. Stricter than
+/// `Labels::from_pairs`: an empty name is invalid even with an empty value, as in Prometheus.
+fn expected(pairs: &[(String, String)]) -> Option<Labels> {
+    if pairs.iter().any(|(n, _)| n.is_empty()) {
+        return None;
+    }
+    let l = Labels::from_pairs(pairs.iter().map(|(n, v)| (n.as_str(), v.as_str()))).ok()?;
+    let mut names: Vec<&str> = pairs.iter().map(|(n, _)| n.as_str()).collect();
+    names.sort_unstable();
+    let unique = names.windows(2).all(|w| w[0] != w[1]);
+    (unique && l.metric_name().is_some()).then_some(l)
+}
+
+fn check_against(input: &[RawSeries], got: wire::DecodedWrite) -> Result<(), TestCaseError> {
+    let mut valid = got.batch.series.iter();
+    let mut invalid = 0;
+    for (pairs, samples) in input {
+        match expected(pairs) {
+            Some(labels) => {
+                let w = valid.next().expect("a valid series is in the batch");
+                prop_assert_eq!(&w.labels, &labels);
+                let want: Vec<Sample> =
+                    samples.iter().map(|&(t, v)| Sample { t, v: f64::from_bits(v) }).collect();
+                prop_assert_eq!(&w.samples, &want);
+            }
+            None => invalid += 1,
+        }
+    }
+    prop_assert!(valid.next().is_none());
+    prop_assert_eq!(got.invalid.len(), invalid);
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 1024, ..ProptestConfig::default() })]
+
+    #[test]
+    fn random_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..600)) {
+        run_all(&bytes);
+    }
+
+    #[test]
+    fn mutated_valid_inputs_never_panic(
+        seed in 0usize..5,
+        muts in prop::collection::vec((any::<usize>(), any::<u8>(), any::<u8>()), 1..6),
+    ) {
+        let b = mutate(seeds()[seed].clone(), &muts);
+        run_all(&b);
+        // A mutated snappy body goes on to the protobuf decoders, as a server would do.
+        if let Ok(inner) = wire::snappy::decompress_capped(&b, 1 << 16) {
+            run_all(&inner);
+        }
+    }
+
+    #[test]
+    fn v1_walker_agrees_with_prost(input in prop::collection::vec(series(), 0..6)) {
+        let req = prompb::WriteRequest {
+            timeseries: input.iter().map(|(pairs, samples)| prompb::TimeSeries {
+                labels: pairs.iter().map(|(n, v)| prompb::Label { name: n.clone(), value: v.clone() }).collect(),
+                samples: samples.iter().map(|&(t, v)| prompb::Sample { value: f64::from_bits(v), timestamp: t }).collect(),
+                ..Default::default()
+            }).collect(),
+            metadata: vec![],
+        };
+        let got = decode_write_v1(&req.encode_to_vec(), &Interner::new(), &DecodeLimits::default()).unwrap();
+        check_against(&input, got)?;
+    }
+
+    #[test]
+    fn v2_walker_agrees_with_prost(input in prop::collection::vec(series(), 0..6)) {
+        let mut symbols = vec![String::new()];
+        let mut sym = |s: &String| -> u32 {
+            match symbols.iter().position(|x| x == s) {
+                Some(i) => i as u32,
+                None => { symbols.push(s.clone()); (symbols.len() - 1) as u32 }
+            }
+        };
+        let timeseries = input.iter().map(|(pairs, samples)| v2::TimeSeries {
+            labels_refs: pairs.iter().flat_map(|(n, v)| [sym(n), sym(v)]).collect(),
+            samples: samples.iter().map(|&(t, v)| v2::Sample { value: f64::from_bits(v), timestamp: t }).collect(),
+            ..Default::default()
+        }).collect();
+        let req = v2::Request { symbols, timeseries };
+        let got = decode_write_v2(&req.encode_to_vec(), &Interner::new(), &DecodeLimits::default()).unwrap();
+        check_against(&input, got)?;
+    }
+}

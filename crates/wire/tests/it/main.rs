@@ -1,0 +1,10 @@
+//! Integration tests of the `wire` crate, one binary:
+//!
+//! - `samples`: valid payloads of every kind, shared by the other modules.
+//! - `fuzz`: property tests that feed random and mutated bytes to every decoder (no panic,
+//!   bounded output) and check the zero-copy walker against prost on random valid requests.
+//! - `corpus`: replays `tests/corpus/` (checked-in inputs, named `<decoder>-<ok|err>-*`).
+
+mod corpus;
+mod fuzz;
+mod samples;
