@@ -12,8 +12,24 @@ use super::{DecodeLimits, DecodedWrite, InvalidReason, InvalidSeries};
 use crate::WireError;
 use crate::pb::{I64, LEN, Reader, VARINT, zigzag32, zigzag64};
 
+/// A string as sent: borrowed bytes not yet checked for UTF-8, and for remote write 2.0 its
+/// index in the symbols table (so interning it is an array lookup, not a hash).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Str<'a> {
+    pub(super) b: &'a [u8],
+    pub(super) sym: u32,
+}
+
+impl<'a> Str<'a> {
+    pub(super) const NO_SYMBOL: u32 = u32::MAX;
+
+    pub(super) fn bytes(b: &'a [u8]) -> Self {
+        Str { b, sym: Self::NO_SYMBOL }
+    }
+}
+
 /// Label pairs as sent: borrowed, not yet validated.
-pub(super) type RawPairs<'a> = Vec<(&'a [u8], &'a [u8])>;
+pub(super) type RawPairs<'a> = Vec<(Str<'a>, Str<'a>)>;
 
 /// Longest `labels_text` kept for a rejection, so that hostile input cannot make the error
 /// list larger than the request.
@@ -26,12 +42,32 @@ pub(super) struct Ctx<'a, 'i> {
     /// Per-request cache in front of the shared interner: one hash lookup and no lock for a
     /// string seen before in this request, and its UTF-8 checked once.
     cache: HashMap<&'a [u8], Arc<str>>,
+    /// Remote write 2.0: the interned copy of each symbol, filled on first use.
+    symbols: Vec<Option<Arc<str>>>,
+    /// The previous series' label set and its raw (name, value) bytes, aligned: senders send
+    /// series of one target one after another, so most strings equal the previous series'
+    /// string at the same position, and a byte comparison finds them without hashing.
+    prev: Labels,
+    prev_raw: Vec<(&'a [u8], &'a [u8])>,
     pub(super) out: DecodedWrite,
 }
 
 impl<'a, 'i> Ctx<'a, 'i> {
     pub(super) fn new(interner: &'i Interner, limits: &'i DecodeLimits) -> Self {
-        Ctx { interner, limits, cache: HashMap::new(), out: DecodedWrite::default() }
+        Ctx {
+            interner,
+            limits,
+            cache: HashMap::new(),
+            symbols: Vec::new(),
+            prev: Labels::empty(),
+            prev_raw: Vec::new(),
+            out: DecodedWrite::default(),
+        }
+    }
+
+    /// Remote write 2.0: makes room to cache `n` symbols.
+    pub(super) fn use_symbols(&mut self, n: usize) {
+        self.symbols = vec![None; n];
     }
 
     pub(super) fn count_series(&mut self) -> Result<(), WireError> {
@@ -64,15 +100,25 @@ impl<'a, 'i> Ctx<'a, 'i> {
     /// Returns the shared copy of `b`, checking UTF-8 the first time it is seen.
     pub(super) fn intern(
         &mut self,
-        b: &'a [u8],
+        s: Str<'a>,
         what: &'static str,
     ) -> Result<Arc<str>, InvalidReason> {
-        if let Some(s) = self.cache.get(b) {
-            return Ok(s.clone());
+        if let Some(Some(a)) = self.symbols.get(s.sym as usize) {
+            return Ok(a.clone());
         }
-        let s = std::str::from_utf8(b).map_err(|_| InvalidReason::InvalidUtf8 { what })?;
-        let a = self.interner.intern(s);
-        self.cache.insert(b, a.clone());
+        let a = match self.cache.get(s.b) {
+            Some(a) => a.clone(),
+            None => {
+                let text =
+                    std::str::from_utf8(s.b).map_err(|_| InvalidReason::InvalidUtf8 { what })?;
+                let a = self.interner.intern(text);
+                self.cache.insert(s.b, a.clone());
+                a
+            }
+        };
+        if let Some(slot) = self.symbols.get_mut(s.sym as usize) {
+            *slot = Some(a.clone());
+        }
         Ok(a)
     }
 
@@ -91,6 +137,7 @@ impl<'a, 'i> Ctx<'a, 'i> {
             });
         }
         for (n, v) in pairs.iter() {
+            let (n, v) = (n.b, v.b);
             if n.len() > l.max_label_name_length {
                 return Err(InvalidReason::LabelNameTooLong {
                     name: lossy_prefix(n, 64),
@@ -106,7 +153,7 @@ impl<'a, 'i> Ctx<'a, 'i> {
                 });
             }
         }
-        let labels = self.labels(pairs)?;
+        let labels = self.build(pairs, true)?;
         match labels.metric_name() {
             Some(_) => Ok(labels),
             None => Err(InvalidReason::MissingMetricName),
@@ -115,27 +162,47 @@ impl<'a, 'i> Ctx<'a, 'i> {
 
     /// Validates and builds a label set with no limits and no required name (exemplars).
     pub(super) fn labels(&mut self, pairs: &mut RawPairs<'a>) -> Result<Labels, InvalidReason> {
-        if !pairs.windows(2).all(|w| w[0].0 <= w[1].0) {
-            pairs.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        self.build(pairs, false)
+    }
+
+    fn build(&mut self, pairs: &mut RawPairs<'a>, series: bool) -> Result<Labels, InvalidReason> {
+        if !pairs.windows(2).all(|w| w[0].0.b <= w[1].0.b) {
+            pairs.sort_unstable_by(|a, b| a.0.b.cmp(b.0.b));
         }
         for (i, (n, _)) in pairs.iter().enumerate() {
-            if n.is_empty() {
+            if n.b.is_empty() {
                 return Err(InvalidReason::EmptyLabelName);
             }
-            if i > 0 && pairs[i - 1].0 == *n {
-                return Err(InvalidReason::DuplicateLabelName { name: lossy_prefix(n, 64) });
+            if i > 0 && pairs[i - 1].0.b == n.b {
+                return Err(InvalidReason::DuplicateLabelName { name: lossy_prefix(n.b, 64) });
             }
         }
         let mut out = Vec::with_capacity(pairs.len());
+        let prev = self.prev.clone();
         for &(n, v) in pairs.iter() {
-            let name = self.intern(n, "label name")?;
-            if v.is_empty() {
+            let j = out.len();
+            let same = self.prev_raw.get(j).copied().zip(prev.as_slice().get(j));
+            let name = match same {
+                Some((raw, l)) if raw.0 == n.b => l.name.clone(),
+                _ => self.intern(n, "label name")?,
+            };
+            if v.b.is_empty() {
                 continue;
             }
-            let value = self.intern(v, "label value")?;
+            let value = match same {
+                Some((raw, l)) if raw.1 == v.b => l.value.clone(),
+                _ => self.intern(v, "label value")?,
+            };
             out.push(Label { name, value });
         }
-        Ok(Labels::from_sorted_unchecked(out))
+        let labels = Labels::from_sorted_unchecked(out);
+        if series {
+            self.prev_raw.clear();
+            self.prev_raw
+                .extend(pairs.iter().filter(|(_, v)| !v.b.is_empty()).map(|(n, v)| (n.b, v.b)));
+            self.prev = labels.clone();
+        }
+        Ok(labels)
     }
 
     /// Records a rejected series (or a rejected part of one).
@@ -314,12 +381,14 @@ fn lossy_prefix(b: &[u8], max: usize) -> String {
 /// Prometheus notation of raw pairs (`name{a="b", c="d"}`), bounded in length.
 pub(super) fn labels_text(pairs: &RawPairs<'_>) -> String {
     let mut s = String::new();
-    if let Some((_, v)) = pairs.iter().find(|(n, _)| *n == METRIC_NAME.as_bytes()) {
-        s.push_str(&lossy_prefix(v, MAX_LABELS_TEXT));
+    let is_name = |n: &Str<'_>| n.b == METRIC_NAME.as_bytes();
+    if let Some((_, v)) = pairs.iter().find(|(n, _)| is_name(n)) {
+        s.push_str(&lossy_prefix(v.b, MAX_LABELS_TEXT));
     }
     s.push('{');
     let mut first = true;
-    for (n, v) in pairs.iter().filter(|(n, _)| *n != METRIC_NAME.as_bytes()) {
+    for (n, v) in pairs.iter().filter(|(n, _)| !is_name(n)) {
+        let (n, v) = (n.b, v.b);
         if s.len() > MAX_LABELS_TEXT {
             s.push_str(", ...");
             break;

@@ -2,7 +2,7 @@
 
 use model::{Exemplar, Interner, MetricMetadata, SeriesWrite};
 
-use super::common::{Ctx, RawPairs, labels_text, metric_type};
+use super::common::{Ctx, RawPairs, Str, labels_text, metric_type};
 use super::{DecodeLimits, DecodedWrite, InvalidReason};
 use crate::WireError;
 use crate::pb::{I64, LEN, Reader, VARINT};
@@ -97,7 +97,7 @@ fn series<'a>(
     Ok(())
 }
 
-fn label<'a>(mut r: Reader<'a>) -> Result<(&'a [u8], &'a [u8]), WireError> {
+fn label<'a>(mut r: Reader<'a>) -> Result<(Str<'a>, Str<'a>), WireError> {
     let (mut name, mut value): (&[u8], &[u8]) = (&[], &[]);
     while !r.at_end() {
         match r.key()? {
@@ -112,7 +112,7 @@ fn label<'a>(mut r: Reader<'a>) -> Result<(&'a [u8], &'a [u8]), WireError> {
             (f, wt) => r.skip(f, wt)?,
         }
     }
-    Ok((name, value))
+    Ok((Str::bytes(name), Str::bytes(value)))
 }
 
 fn exemplar<'a>(
@@ -181,7 +181,7 @@ fn metadata<'a>(ctx: &mut Ctx<'a, '_>, mut r: Reader<'a>) -> Result<(), WireErro
     match m {
         Ok(m) => ctx.out.batch.metadata.push(m),
         Err(reason) => {
-            let pairs = vec![(model::METRIC_NAME.as_bytes(), family)];
+            let pairs = vec![(Str::bytes(model::METRIC_NAME.as_bytes()), Str::bytes(family))];
             ctx.out.invalid.push(super::InvalidSeries {
                 labels_text: labels_text(&pairs),
                 reason,

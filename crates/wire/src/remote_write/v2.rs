@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use model::{Exemplar, Interner, MetricMetadata, SeriesWrite};
 
-use super::common::{Ctx, RawPairs, metric_type};
+use super::common::{Ctx, RawPairs, Str, metric_type};
 use super::{DecodeLimits, DecodedWrite, InvalidReason};
 use crate::WireError;
 use crate::pb::{I64, LEN, Reader, VARINT};
@@ -39,8 +39,10 @@ pub fn decode_write_v2(
             (f, wt) => r.skip(f, wt)?,
         }
     }
+    let mut ctx = Ctx::new(interner, limits);
+    ctx.use_symbols(symbols.len());
     let mut d = Decoder {
-        ctx: Ctx::new(interner, limits),
+        ctx,
         symbols,
         refs: Vec::new(),
         pairs: RawPairs::new(),
@@ -206,7 +208,7 @@ fn resolve<'a>(
         let get = |r: u32| {
             symbols
                 .get(r as usize)
-                .copied()
+                .map(|&b| Str { b, sym: r })
                 .ok_or(InvalidReason::SymbolRefOutOfRange { reference: r, symbols: symbols.len() })
         };
         pairs.push((get(p[0])?, get(p[1])?));
