@@ -17,6 +17,20 @@ pub enum WireError {
     /// a wire type that does not fit the field, ...
     #[error("malformed protobuf in {message} at byte {offset}: {problem}")]
     MalformedProtobuf { message: &'static str, offset: usize, problem: String },
+    /// A message decoded with prost (remote read, not on the ingest hot path) is malformed.
+    #[error("malformed {message}: {reason}")]
+    ProstDecode { message: &'static str, reason: String },
+    /// A remote read matcher has an unknown type or an invalid regular expression.
+    #[error("invalid remote read matcher: {0}")]
+    InvalidMatcher(String),
+    /// A frame of a streamed remote read response announces more bytes than allowed.
+    #[error("chunked read frame of {len} bytes exceeds the limit of {max} bytes")]
+    ChunkedFrameTooLarge { len: u64, max: usize },
+    /// A frame of a streamed remote read response fails its CRC-32C check.
+    #[error(
+        "chunked read frame checksum mismatch: header says {expected:#010x}, data has {actual:#010x}"
+    )]
+    ChunkedFrameChecksum { expected: u32, actual: u32 },
     /// A remote write 1.0 `WriteRequest` arrived where a 2.0 `Request` was expected.
     #[error(
         "remote write 2.0 request carries field {field}, reserved for remote write 1.0 (was the request sent with the wrong Content-Type?)"

@@ -39,6 +39,11 @@ pub fn run_all(bytes: &[u8]) -> usize {
         assert!(out.len() <= 1 << 16);
         ok += 1;
     }
+    ok += usize::from(wire::remote_read::decode_read_request(bytes).is_ok());
+    if let Ok(Some((_, used))) = wire::remote_read::read_chunked_frame(bytes, 1 << 16) {
+        assert!(used <= bytes.len());
+        ok += 1;
+    }
     ok
 }
 
