@@ -1,0 +1,17 @@
+//! Fuzzes the Prometheus text and OpenMetrics parsers.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use wire::{TextFormat, TextOptions, parse_text};
+
+fuzz_target!(|data: &[u8]| {
+    let interner = model::Interner::new();
+    for format in [TextFormat::Prometheus, TextFormat::OpenMetrics] {
+        let opts = TextOptions {
+            format,
+            extra_labels: model::Labels::from_pairs([("job", "fuzz")]).unwrap(),
+            default_timestamp: 0,
+        };
+        let _ = parse_text(data, &opts, &interner);
+    }
+});
