@@ -16,7 +16,7 @@ use model::{
     SeriesWrite, Timestamp, WriteBatch,
 };
 
-use crate::WireError;
+use crate::{DecodeLimits, InvalidReason, WireError};
 
 /// Which text format the payload is in (from the Content-Type the sender used).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,6 +37,20 @@ pub struct TextOptions {
     pub extra_labels: Labels,
     /// Timestamp of samples that carry none, in milliseconds.
     pub default_timestamp: Timestamp,
+    /// The same limits as remote write; here every violation fails the whole payload.
+    pub limits: DecodeLimits,
+}
+
+impl TextOptions {
+    /// Options with no grouping labels and default limits.
+    pub fn new(format: TextFormat, default_timestamp: Timestamp) -> Self {
+        TextOptions {
+            format,
+            extra_labels: Labels::empty(),
+            default_timestamp,
+            limits: DecodeLimits::default(),
+        }
+    }
 }
 
 /// Longest line content quoted in an error.
@@ -56,6 +70,7 @@ pub fn parse_text(
         meta: Vec::new(),
         meta_index: HashMap::new(),
         family: None,
+        samples: 0,
     };
     let mut eof_line = None;
     let mut line_no = 0;
@@ -86,6 +101,7 @@ pub fn parse_text(
         match res {
             Ok(()) => {}
             Err(LineError::Syntax(reason)) => return Err(err(&reason)),
+            Err(LineError::Limit(e)) => return Err(e),
             Err(LineError::Conflict { name, pushed, grouping }) => {
                 return Err(WireError::GroupingLabelConflict {
                     line: line_no,
@@ -113,6 +129,7 @@ fn syntax(line: usize, raw: &[u8], reason: &str) -> WireError {
 
 enum LineError {
     Syntax(String),
+    Limit(WireError),
     Conflict { name: String, pushed: String, grouping: String },
 }
 
@@ -138,6 +155,7 @@ struct Parser<'o> {
     meta_index: HashMap<String, usize>,
     /// The family of the last `# TYPE` line and its type.
     family: Option<(String, MetricType)>,
+    samples: usize,
 }
 
 impl Parser<'_> {
@@ -236,8 +254,24 @@ impl Parser<'_> {
             return Ok(());
         }
         let labels = self.labels(&pairs, Some(&name))?;
+        if let Some(reason) = over_limits(&labels, &self.opts.limits) {
+            return Err(reason.to_string().into());
+        }
+        let limits = &self.opts.limits;
+        if self.samples >= limits.max_samples_per_request {
+            return Err(LineError::Limit(WireError::LimitExceeded {
+                limit: "limits.max_samples_per_request",
+                max: limits.max_samples_per_request,
+            }));
+        }
         let i = match self.index.get(&labels) {
             Some(&i) => i,
+            None if self.batch.series.len() >= limits.max_series_per_request => {
+                return Err(LineError::Limit(WireError::LimitExceeded {
+                    limit: "limits.max_series_per_request",
+                    max: limits.max_series_per_request,
+                }));
+            }
             None => {
                 self.batch
                     .series
@@ -248,6 +282,7 @@ impl Parser<'_> {
         };
         let w = &mut self.batch.series[i];
         w.samples.push(Sample { t, v: value });
+        self.samples += 1;
         w.exemplars.extend(exemplar);
         Ok(())
     }
@@ -300,6 +335,33 @@ impl Parser<'_> {
         }
         b.build().map_err(|e| LineError::Syntax(e.to_string()))
     }
+}
+
+/// The per-series limits remote write applies, on a built label set.
+fn over_limits(labels: &Labels, l: &DecodeLimits) -> Option<InvalidReason> {
+    if labels.len() > l.max_labels_per_series {
+        return Some(InvalidReason::TooManyLabels {
+            count: labels.len(),
+            limit: l.max_labels_per_series,
+        });
+    }
+    labels.iter().find_map(|x| {
+        if x.name.len() > l.max_label_name_length {
+            Some(InvalidReason::LabelNameTooLong {
+                name: x.name.chars().take(64).collect(),
+                length: x.name.len(),
+                limit: l.max_label_name_length,
+            })
+        } else if x.value.len() > l.max_label_value_length {
+            Some(InvalidReason::LabelValueTooLong {
+                name: x.name.chars().take(64).collect(),
+                length: x.value.len(),
+                limit: l.max_label_value_length,
+            })
+        } else {
+            None
+        }
+    })
 }
 
 struct Cursor<'a> {

@@ -8,9 +8,8 @@ fuzz_target!(|data: &[u8]| {
     let interner = model::Interner::new();
     for format in [TextFormat::Prometheus, TextFormat::OpenMetrics] {
         let opts = TextOptions {
-            format,
             extra_labels: model::Labels::from_pairs([("job", "fuzz")]).unwrap(),
-            default_timestamp: 0,
+            ..TextOptions::new(format, 0)
         };
         let _ = parse_text(data, &opts, &interner);
     }

@@ -27,9 +27,8 @@ fn render(b: &WriteBatch) -> String {
 
 fn check_with(format: TextFormat, extra: &[(&str, &str)], input: &str, expected: &str) {
     let opts = TextOptions {
-        format,
         extra_labels: Labels::from_pairs(extra.iter().copied()).unwrap(),
-        default_timestamp: 1000,
+        ..TextOptions::new(format, 1000)
     };
     let got = match parse_text(input.as_bytes(), &opts, &Interner::new()) {
         Ok(b) => render(&b),
@@ -160,11 +159,7 @@ fn malformed_lines_name_line_and_content() {
 
 #[test]
 fn invalid_utf8_line() {
-    let opts = TextOptions {
-        format: TextFormat::Prometheus,
-        extra_labels: Labels::empty(),
-        default_timestamp: 0,
-    };
+    let opts = TextOptions::new(TextFormat::Prometheus, 0);
     let got = parse_text(b"ok 1\nx{a=\"\xff\"} 1\n", &opts, &Interner::new());
     assert_eq!(
         got.unwrap_err().to_string(),
@@ -234,4 +229,45 @@ meta i info "" ""
         "x 1 # {a=\"1\"} 1",
         r##"error: text format line 1: unexpected "# {a=\"1\"} 1" after the sample: "x 1 # {a=\"1\"} 1""##,
     );
+}
+
+#[test]
+fn limits() {
+    let limits = DecodeLimits {
+        max_labels_per_series: 2,
+        max_label_name_length: 8,
+        max_label_value_length: 3,
+        max_samples_per_request: 3,
+        max_series_per_request: 2,
+    };
+    let check = |input: &str, expected: &str| {
+        let opts =
+            TextOptions { limits: limits.clone(), ..TextOptions::new(TextFormat::Prometheus, 0) };
+        let got = match parse_text(input.as_bytes(), &opts, &Interner::new()) {
+            Ok(b) => render(&b),
+            Err(e) => format!("error: {e}"),
+        };
+        assert_eq!(got.trim_end(), expected.trim());
+    };
+    check(
+        "a{x=\"1\"} 1\na{x=\"1\"} 2\nb 3",
+        r##"
+a{x="1"} 1.0@0 2.0@0
+b{} 3.0@0
+"##,
+    );
+    check(
+        "a{x=\"1\",y=\"2\"} 1",
+        r##"error: text format line 1: series has 3 labels, more than limits.max_labels_per_series=2: "a{x=\"1\",y=\"2\"} 1""##,
+    );
+    check(
+        "a{abcdefghi=\"1\"} 1",
+        r##"error: text format line 1: label name "abcdefghi" is 9 bytes long, more than limits.max_label_name_length=8: "a{abcdefghi=\"1\"} 1""##,
+    );
+    check(
+        "a{x=\"1234\"} 1",
+        r##"error: text format line 1: value of label "x" is 4 bytes long, more than limits.max_label_value_length=3: "a{x=\"1234\"} 1""##,
+    );
+    check("a 1\na 2\na 3\na 4", "error: request exceeds limits.max_samples_per_request=3");
+    check("a 1\nb 2\nc 3", "error: request exceeds limits.max_series_per_request=2");
 }

@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use model::{Interner, Labels};
+use model::Interner;
 use wire::{DecodeLimits, TextFormat, TextOptions, decode_write_v1, decode_write_v2, parse_text};
 
 use crate::{fuzz::run_all, samples};
@@ -18,7 +18,7 @@ fn decode(decoder: &str, bytes: &[u8]) -> Result<(), String> {
     let i = Interner::new();
     let l = DecodeLimits::default();
     let text = |format| {
-        let opts = TextOptions { format, extra_labels: Labels::empty(), default_timestamp: 0 };
+        let opts = TextOptions::new(format, 0);
         parse_text(bytes, &opts, &i).map(drop)
     };
     match decoder {

@@ -29,7 +29,7 @@ pub fn run_all(bytes: &[u8]) -> usize {
         ok += 1;
     }
     for format in [TextFormat::Prometheus, TextFormat::OpenMetrics] {
-        let opts = TextOptions { format, extra_labels: Labels::empty(), default_timestamp: 0 };
+        let opts = TextOptions::new(format, 0);
         if let Ok(b) = parse_text(bytes, &opts, &interner) {
             assert!(b.sample_count() <= bytes.len());
             ok += 1;
