@@ -152,7 +152,8 @@ struct Parser<'o> {
     /// Series already in the batch, so repeated lines of one series share a `SeriesWrite`.
     index: HashMap<Labels, usize>,
     meta: Vec<MetricMetadata>,
-    meta_index: HashMap<String, usize>,
+    /// Position in `meta` of each family, and whether its HELP, TYPE and UNIT were seen.
+    meta_index: HashMap<String, (usize, [bool; 3])>,
     /// The family of the last `# TYPE` line and its type.
     family: Option<(String, MetricType)>,
     samples: usize,
@@ -178,27 +179,24 @@ impl Parser<'_> {
         if !is_metric_name(name) {
             return Err(format!("invalid metric name {name:?} in # {keyword}").into());
         }
-        let i = match self.meta_index.get(name) {
-            Some(&i) => i,
-            None => {
-                self.meta
-                    .push(MetricMetadata { metric_family: name.to_string(), ..Default::default() });
-                self.meta_index.insert(name.to_string(), self.meta.len() - 1);
-                self.meta.len() - 1
-            }
+        let next = self.meta.len();
+        let (i, seen) = self.meta_index.entry(name.to_string()).or_insert((next, [false; 3]));
+        if *i == next {
+            self.meta
+                .push(MetricMetadata { metric_family: name.to_string(), ..Default::default() });
+        }
+        let k = match keyword {
+            "HELP" => 0,
+            "TYPE" => 1,
+            _ => 2,
         };
-        let m = &mut self.meta[i];
+        if std::mem::replace(&mut seen[k], true) {
+            return Err(format!("second {keyword} line for metric {name}").into());
+        }
+        let m = &mut self.meta[*i];
         match keyword {
-            "HELP" => {
-                if !m.help.is_empty() {
-                    return Err(format!("second HELP line for metric {name}").into());
-                }
-                m.help = unescape(text, om).into_owned();
-            }
+            "HELP" => m.help = unescape(text, om).into_owned(),
             "TYPE" => {
-                if m.kind != MetricType::Unknown {
-                    return Err(format!("second TYPE line for metric {name}").into());
-                }
                 m.kind = metric_type(text.trim(), om)
                     .ok_or_else(|| format!("unknown metric type {:?}", text.trim()))?;
                 self.family = Some((name.to_string(), m.kind));
