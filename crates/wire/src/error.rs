@@ -36,6 +36,9 @@ pub enum WireError {
         "remote write 2.0 request carries field {field}, reserved for remote write 1.0 (was the request sent with the wrong Content-Type?)"
     )]
     WrongProtocolVersion { field: u32 },
+    /// The Content-Type names no message or format this crate decodes.
+    #[error("unsupported content type {0:?}")]
+    UnsupportedContentType(String),
     /// A request-wide limit was exceeded.
     #[error("request exceeds {limit}={max}")]
     LimitExceeded { limit: &'static str, max: usize },

@@ -28,6 +28,21 @@ pub enum TextFormat {
     OpenMetrics,
 }
 
+impl TextFormat {
+    /// Reads a Content-Type header value: `application/openmetrics-text` is OpenMetrics;
+    /// `text/plain` and a missing header are the Prometheus format.
+    pub fn from_content_type(ct: &str) -> Result<TextFormat, WireError> {
+        let media = ct.split(';').next().unwrap_or("").trim();
+        if media.is_empty() || media.eq_ignore_ascii_case("text/plain") {
+            Ok(TextFormat::Prometheus)
+        } else if media.eq_ignore_ascii_case("application/openmetrics-text") {
+            Ok(TextFormat::OpenMetrics)
+        } else {
+            Err(WireError::UnsupportedContentType(ct.chars().take(200).collect()))
+        }
+    }
+}
+
 /// How to turn a text payload into a batch.
 #[derive(Clone, Debug)]
 pub struct TextOptions {

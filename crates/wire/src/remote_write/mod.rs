@@ -13,10 +13,75 @@ mod v2;
 
 use std::fmt;
 
-use model::WriteBatch;
+use model::{Interner, WriteBatch};
 
 pub use v1::decode_write_v1;
 pub use v2::decode_write_v2;
+
+use crate::WireError;
+
+/// Which remote write message a request carries, as its Content-Type says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WriteProtocol {
+    /// `prometheus.WriteRequest` (remote write 1.0).
+    V1,
+    /// `io.prometheus.write.v2.Request` (remote write 2.0).
+    V2,
+}
+
+impl WriteProtocol {
+    /// Reads a Content-Type header value. A missing or empty header, and
+    /// `application/x-protobuf` without a `proto` parameter, mean 1.0 (as Prometheus reads them).
+    /// Anything else is `UnsupportedContentType` (HTTP 415 to the sender).
+    pub fn from_content_type(ct: &str) -> Result<WriteProtocol, WireError> {
+        let unsupported = || WireError::UnsupportedContentType(ct.chars().take(200).collect());
+        if ct.trim().is_empty() {
+            return Ok(WriteProtocol::V1);
+        }
+        let mut parts = ct.split(';').map(str::trim);
+        let media = parts.next().unwrap_or("");
+        if !media.eq_ignore_ascii_case("application/x-protobuf") {
+            return Err(unsupported());
+        }
+        let mut proto = None;
+        for p in parts {
+            if let Some((k, v)) = p.split_once('=')
+                && k.trim().eq_ignore_ascii_case("proto")
+            {
+                proto = Some(v.trim().trim_matches('"'));
+            }
+        }
+        match proto {
+            None | Some("prometheus.WriteRequest") => Ok(WriteProtocol::V1),
+            Some("io.prometheus.write.v2.Request") => Ok(WriteProtocol::V2),
+            Some(_) => Err(unsupported()),
+        }
+    }
+
+    /// The canonical Content-Type of the message.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            WriteProtocol::V1 => "application/x-protobuf;proto=prometheus.WriteRequest",
+            WriteProtocol::V2 => "application/x-protobuf;proto=io.prometheus.write.v2.Request",
+        }
+    }
+}
+
+/// Decodes a snappy-compressed remote write body: the capped decompression, then the walker
+/// for `protocol`. `max_decompressed_bytes` is checked before anything is allocated.
+pub fn decode_write(
+    protocol: WriteProtocol,
+    snappy_body: &[u8],
+    max_decompressed_bytes: usize,
+    interner: &Interner,
+    limits: &DecodeLimits,
+) -> Result<DecodedWrite, WireError> {
+    let body = crate::snappy::decompress_capped(snappy_body, max_decompressed_bytes)?;
+    match protocol {
+        WriteProtocol::V1 => decode_write_v1(&body, interner, limits),
+        WriteProtocol::V2 => decode_write_v2(&body, interner, limits),
+    }
+}
 
 /// Limits applied while decoding. Each limit's field name is what error messages quote
 /// (`limits.<field>`), so configuration can use the same names.

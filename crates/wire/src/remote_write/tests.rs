@@ -537,3 +537,31 @@ fn interning_shares_strings_across_requests() {
     assert_eq!(interner.len(), 4);
     assert_eq!(x.received, DecodeCounts { series: 1, samples: 1, ..Default::default() });
 }
+
+#[test]
+fn content_types_and_snappy_entry_point() {
+    let f = WriteProtocol::from_content_type;
+    assert_eq!(f(""), Ok(WriteProtocol::V1));
+    assert_eq!(f("application/x-protobuf"), Ok(WriteProtocol::V1));
+    assert_eq!(f("application/x-protobuf;proto=prometheus.WriteRequest"), Ok(WriteProtocol::V1));
+    assert_eq!(
+        f("application/x-protobuf; proto=io.prometheus.write.v2.Request"),
+        Ok(WriteProtocol::V2)
+    );
+    for p in [WriteProtocol::V1, WriteProtocol::V2] {
+        assert_eq!(f(p.content_type()), Ok(p));
+    }
+    assert!(matches!(
+        f("application/x-protobuf;proto=foo.Bar"),
+        Err(crate::WireError::UnsupportedContentType(_))
+    ));
+    assert!(matches!(f("application/json"), Err(crate::WireError::UnsupportedContentType(_))));
+
+    let body = crate::snappy::compress(&req(vec![ts(&[("__name__", "m")], &[(1, 1.0)])]));
+    let got = decode_write(WriteProtocol::V1, &body, 1 << 20, &Interner::new(), &d()).unwrap();
+    assert_eq!(render(&got), "m{} 1.0@1\n");
+    assert!(matches!(
+        decode_write(WriteProtocol::V1, &body, 4, &Interner::new(), &d()),
+        Err(crate::WireError::SnappyTooLarge { max: 4, .. })
+    ));
+}

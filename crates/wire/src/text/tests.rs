@@ -271,3 +271,15 @@ b{} 3.0@0
     check("a 1\na 2\na 3\na 4", "error: request exceeds limits.max_samples_per_request=3");
     check("a 1\nb 2\nc 3", "error: request exceeds limits.max_series_per_request=2");
 }
+
+#[test]
+fn content_types() {
+    let f = TextFormat::from_content_type;
+    assert_eq!(f("text/plain; version=0.0.4; charset=utf-8"), Ok(TextFormat::Prometheus));
+    assert_eq!(f(""), Ok(TextFormat::Prometheus));
+    assert_eq!(f("application/openmetrics-text; version=1.0.0"), Ok(TextFormat::OpenMetrics));
+    assert_eq!(
+        f("application/json").unwrap_err().to_string(),
+        "unsupported content type \"application/json\""
+    );
+}
