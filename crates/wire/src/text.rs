@@ -103,6 +103,11 @@ pub fn parse_text(
         if line.trim().is_empty() {
             continue;
         }
+        // The Prometheus format tolerates leading blanks; OpenMetrics does not.
+        let line = match opts.format {
+            TextFormat::Prometheus => line.trim_start_matches([' ', '\t']),
+            TextFormat::OpenMetrics => line,
+        };
         let res = if let Some(comment) = line.strip_prefix('#') {
             if opts.format == TextFormat::OpenMetrics && comment == " EOF" {
                 eof_line = Some(line_no);
@@ -226,14 +231,19 @@ impl Parser<'_> {
         let mut c = Cursor { s: line, pos: 0 };
         let mut pairs: Vec<(Cow<'_, str>, Cow<'_, str>)> = Vec::new();
         let mut name = c.metric_name();
+        // The Prometheus format allows blanks between the name and the label set.
+        let mut blank = if om { false } else { c.skip_ws() };
         if c.peek() == Some(b'{') {
             c.pos += 1;
             c.label_set(&mut pairs, name.is_none().then_some(&mut name))?;
+            blank = c.skip_ws() || !om;
+        } else if !blank {
+            blank = c.skip_ws();
         }
         let Some(name) = name.filter(|n| !n.is_empty()) else {
             return Err("expected a metric name".into());
         };
-        if !c.skip_ws() {
+        if !blank || c.at_end() {
             return Err("expected whitespace and a value after the metric".into());
         }
         let value = parse_value(c.token())?;

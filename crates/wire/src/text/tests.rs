@@ -97,6 +97,28 @@ my.metric{label.with.dots="x"} 2.0@1000
 }
 
 #[test]
+fn prometheus_format_is_lenient_about_blanks() {
+    check(
+        "  a {x=\"1\"} 1\n\tb{x=\"2\"}2\n  # TYPE a gauge\nc\t3\t4\n",
+        r##"
+a{x="1"} 1.0@1000
+b{x="2"} 2.0@1000
+c{} 3.0@4
+meta a gauge "" ""
+"##,
+    );
+    check_om(" a 1\n# EOF", r##"error: text format line 1: expected a metric name: " a 1""##);
+    check_om(
+        "a{x=\"1\"}2\n# EOF",
+        r##"error: text format line 1: expected whitespace and a value after the metric: "a{x=\"1\"}2""##,
+    );
+    check(
+        "a ",
+        r##"error: text format line 1: expected whitespace and a value after the metric: "a ""##,
+    );
+}
+
+#[test]
 fn grouping_labels() {
     let input = "a{job=\"x\"} 1\nb 2\n";
     check_with(
