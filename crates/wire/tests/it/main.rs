@@ -3,7 +3,8 @@
 //! - `samples`: valid payloads of every kind, shared by the other modules.
 //! - `fuzz`: property tests that feed random and mutated bytes to every decoder (no panic,
 //!   bounded output) and check the zero-copy walker against prost on random valid requests.
-//! - `corpus`: replays `tests/corpus/` (checked-in inputs, named `<decoder>-<ok|err>-*`).
+//! - `corpus`: replays `tests/corpus/` (checked-in inputs, named `<decoder>-<ok|err>-*`), and
+//!   checks payloads captured from a real Prometheus and Pushgateway against prost / line counts.
 
 mod corpus;
 mod fuzz;
