@@ -34,7 +34,7 @@ pub mod text;
 
 pub use error::WireError;
 pub use remote_write::{
-    DecodeCounts, DecodeLimits, DecodedWrite, InvalidReason, InvalidSeries, WriteProtocol,
-    decode_write, decode_write_v1, decode_write_v2,
+    DecodeCounts, DecodeLimits, DecodedWrite, InvalidReason, InvalidSeries, MAX_INVALID_DETAILS,
+    WriteProtocol, decode_write, decode_write_v1, decode_write_v2,
 };
 pub use text::{TextFormat, TextOptions, parse_text};

@@ -8,7 +8,7 @@ use model::{
     FloatHistogram, Interner, Label, Labels, METRIC_NAME, MetricType, Sample, Span, Timestamp,
 };
 
-use super::{DecodeLimits, DecodedWrite, InvalidReason, InvalidSeries};
+use super::{DecodeLimits, DecodedWrite, InvalidReason, InvalidSeries, MAX_INVALID_DETAILS};
 use crate::WireError;
 use crate::pb::{I64, LEN, Reader, VARINT, zigzag32, zigzag64};
 
@@ -34,6 +34,13 @@ pub(super) type RawPairs<'a> = Vec<(Str<'a>, Str<'a>)>;
 /// Longest `labels_text` kept for a rejection, so that hostile input cannot make the error
 /// list larger than the request.
 const MAX_LABELS_TEXT: usize = 1024;
+
+/// What a rejection dropped.
+pub(super) enum Dropped {
+    Series { samples: usize, histograms: usize, exemplars: usize },
+    Exemplar,
+    Metadata,
+}
 
 /// State of one request's decode.
 pub(super) struct Ctx<'a, 'i> {
@@ -205,20 +212,33 @@ impl<'a, 'i> Ctx<'a, 'i> {
         Ok(labels)
     }
 
-    /// Records a rejected series (or a rejected part of one).
-    pub(super) fn reject(
-        &mut self,
-        pairs: &RawPairs<'a>,
-        reason: InvalidReason,
-        dropped: (usize, usize, usize),
-    ) {
-        self.out.invalid.push(InvalidSeries {
-            labels_text: labels_text(pairs),
-            reason,
-            samples: dropped.0,
-            histograms: dropped.1,
-            exemplars: dropped.2,
-        });
+    /// Records a rejected series (or a rejected part of one): always in the counts, in
+    /// detail while fewer than `MAX_INVALID_DETAILS` are listed.
+    pub(super) fn reject(&mut self, pairs: &RawPairs<'a>, reason: InvalidReason, what: Dropped) {
+        let r = &mut self.out.rejected;
+        let (samples, histograms, exemplars) = match what {
+            Dropped::Series { samples, histograms, exemplars } => {
+                r.series += 1;
+                (samples, histograms, exemplars)
+            }
+            Dropped::Exemplar => (0, 0, 1),
+            Dropped::Metadata => {
+                r.metadata += 1;
+                (0, 0, 0)
+            }
+        };
+        r.samples += samples;
+        r.histograms += histograms;
+        r.exemplars += exemplars;
+        if self.out.invalid.len() < MAX_INVALID_DETAILS {
+            self.out.invalid.push(InvalidSeries {
+                labels_text: labels_text(pairs),
+                reason,
+                samples,
+                histograms,
+                exemplars,
+            });
+        }
     }
 
     /// Decodes a `Sample` (same layout in 1.0 and 2.0).

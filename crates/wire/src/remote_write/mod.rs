@@ -113,13 +113,20 @@ impl Default for DecodeLimits {
     }
 }
 
+/// How many rejections [`DecodedWrite::invalid`] lists in detail; the counts cover them all.
+pub const MAX_INVALID_DETAILS: usize = 1000;
+
 /// A decoded request: the valid series, and why the others were left out.
 #[derive(Clone, Debug, Default)]
 pub struct DecodedWrite {
     pub batch: WriteBatch,
+    /// The first [`MAX_INVALID_DETAILS`] rejections, in request order.
     pub invalid: Vec<InvalidSeries>,
     /// What the request carried, valid or not.
     pub received: DecodeCounts,
+    /// What was left out of `batch`: rejected series (with their samples, histograms and
+    /// exemplars), single rejected exemplars, rejected metadata entries.
+    pub rejected: DecodeCounts,
 }
 
 /// Totals of what a request carried.

@@ -289,6 +289,9 @@ fn v1_histograms_exemplars_metadata() {
     let mut h = int_hist(30);
     h.positive_deltas.pop();
     bad.histograms = vec![h];
+    // An invalid exemplar of a rejected series is counted with the series.
+    bad.exemplars =
+        vec![prompb::Exemplar { labels: labels(&[("", "x")]), value: 1.0, timestamp: 1 }];
     let b = prompb::WriteRequest {
         timeseries: vec![s, bad],
         metadata: vec![
@@ -314,7 +317,7 @@ fn v1_histograms_exemplars_metadata() {
 h{} H@10[schema=1 count=12.0 sum=18.4 zt=1e-128 zc=2.0 hint=2 +[(0, 2), (1, 2)][1.0, 2.0, 1.0, 1.0] -[(0, 2)][1.0, 2.0] cv=[]] H@20[schema=-53 count=3.5 sum=-1.0 zt=0.0 zc=0.5 hint=3 +[(-2, 2)][1.5, 1.5] -[][] cv=[0.1, 1.0]] ex{trace_id="abc"}0.5@9 ex{}1.5@8
 meta http_requests counter "Requests." ""
 invalid exemplar dropped: duplicate label name "a" for series h{} (dropped 0/0/1)
-invalid native histogram positive spans describe 4 buckets but 3 are given for series bad{} (dropped 1/1/0)
+invalid native histogram positive spans describe 4 buckets but 3 are given for series bad{} (dropped 1/1/1)
 invalid metadata help is not valid UTF-8 for series weird{} (dropped 0/0/0)
 "#,
     );
@@ -564,4 +567,30 @@ fn content_types_and_snappy_entry_point() {
         decode_write(WriteProtocol::V1, &body, 4, &Interner::new(), &d()),
         Err(crate::WireError::SnappyTooLarge { max: 4, .. })
     ));
+}
+
+#[test]
+fn rejections_are_counted_and_details_capped() {
+    let mut series: Vec<prompb::TimeSeries> =
+        (0..MAX_INVALID_DETAILS + 5).map(|_| ts(&[("job", "x")], &[(1, 1.0), (2, 2.0)])).collect();
+    let mut with_bad_exemplar = ts(&[("__name__", "ok")], &[(1, 1.0)]);
+    with_bad_exemplar.exemplars =
+        vec![prompb::Exemplar { labels: labels(&[("", "v")]), value: 1.0, timestamp: 1 }];
+    series.push(with_bad_exemplar);
+    let mut b = req(series);
+    b.extend(field(
+        3,
+        &prompb::MetricMetadata { help: "BADUTF8!".into(), ..Default::default() }.encode_to_vec(),
+    ));
+    let got = decode_write_v1(&break_utf8(b), &Interner::new(), &d()).unwrap();
+    assert_eq!(got.invalid.len(), MAX_INVALID_DETAILS);
+    assert_eq!(
+        got.received,
+        DecodeCounts { series: 1006, samples: 2011, histograms: 0, exemplars: 1, metadata: 1 }
+    );
+    assert_eq!(
+        got.rejected,
+        DecodeCounts { series: 1005, samples: 2010, histograms: 0, exemplars: 1, metadata: 1 }
+    );
+    assert_eq!(got.batch.series.len(), 1);
 }

@@ -2,7 +2,7 @@
 
 use model::{Exemplar, Interner, MetricMetadata, SeriesWrite};
 
-use super::common::{Ctx, RawPairs, Str, labels_text, metric_type};
+use super::common::{Ctx, Dropped, RawPairs, Str, metric_type};
 use super::{DecodeLimits, DecodedWrite, InvalidReason};
 use crate::WireError;
 use crate::pb::{I64, LEN, Reader, VARINT};
@@ -84,13 +84,21 @@ fn series<'a>(
     match labels {
         Ok(labels) => {
             for reason in bad_exemplars {
-                ctx.reject(pairs, InvalidReason::InvalidExemplar(Box::new(reason)), (0, 0, 1));
+                ctx.reject(
+                    pairs,
+                    InvalidReason::InvalidExemplar(Box::new(reason)),
+                    Dropped::Exemplar,
+                );
             }
             w.labels = labels;
             ctx.out.batch.series.push(w);
         }
         Err(reason) => {
-            let dropped = (w.samples.len(), w.histograms.len(), w.exemplars.len());
+            let dropped = Dropped::Series {
+                samples: w.samples.len(),
+                histograms: w.histograms.len(),
+                exemplars: w.exemplars.len() + bad_exemplars.len(),
+            };
             ctx.reject(pairs, reason, dropped);
         }
     }
@@ -182,13 +190,7 @@ fn metadata<'a>(ctx: &mut Ctx<'a, '_>, mut r: Reader<'a>) -> Result<(), WireErro
         Ok(m) => ctx.out.batch.metadata.push(m),
         Err(reason) => {
             let pairs = vec![(Str::bytes(model::METRIC_NAME.as_bytes()), Str::bytes(family))];
-            ctx.out.invalid.push(super::InvalidSeries {
-                labels_text: labels_text(&pairs),
-                reason,
-                samples: 0,
-                histograms: 0,
-                exemplars: 0,
-            });
+            ctx.reject(&pairs, reason, Dropped::Metadata);
         }
     }
     Ok(())

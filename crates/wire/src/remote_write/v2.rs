@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use model::{Exemplar, Interner, MetricMetadata, SeriesWrite};
 
-use super::common::{Ctx, RawPairs, Str, metric_type};
+use super::common::{Ctx, Dropped, RawPairs, Str, metric_type};
 use super::{DecodeLimits, DecodedWrite, InvalidReason};
 use crate::WireError;
 use crate::pb::{I64, LEN, Reader, VARINT};
@@ -116,14 +116,18 @@ impl<'a> Decoder<'a, '_> {
         let labels = match labels {
             Ok(labels) => labels,
             Err(reason) => {
-                let dropped = (w.samples.len(), w.histograms.len(), w.exemplars.len());
+                let dropped = Dropped::Series {
+                    samples: w.samples.len(),
+                    histograms: w.histograms.len(),
+                    exemplars: w.exemplars.len() + bad_exemplars.len(),
+                };
                 self.ctx.reject(&self.pairs, reason, dropped);
                 return Ok(());
             }
         };
         for reason in bad_exemplars {
             let reason = InvalidReason::InvalidExemplar(Box::new(reason));
-            self.ctx.reject(&self.pairs, reason, (0, 0, 1));
+            self.ctx.reject(&self.pairs, reason, Dropped::Exemplar);
         }
         if let Some(m) = meta {
             self.metadata(&labels, m);
@@ -190,7 +194,7 @@ impl<'a> Decoder<'a, '_> {
         });
         match m {
             Ok(m) => self.ctx.out.batch.metadata.push(m),
-            Err(reason) => self.ctx.reject(&self.pairs, reason, (0, 0, 0)),
+            Err(reason) => self.ctx.reject(&self.pairs, reason, Dropped::Metadata),
         }
     }
 }

@@ -26,6 +26,14 @@ pub fn run_all(bytes: &[u8]) -> usize {
         for i in &d.invalid {
             assert!(i.labels_text.len() < 2048, "labels_text is bounded");
         }
+        // Everything received is either in the batch or counted as rejected.
+        let (b, x) = (&d.batch, d.rejected);
+        let sum = |f: fn(&model::SeriesWrite) -> usize| b.series.iter().map(f).sum::<usize>();
+        assert_eq!(b.series.len() + x.series, r.series);
+        assert_eq!(sum(|s| s.samples.len()) + x.samples, r.samples);
+        assert_eq!(sum(|s| s.histograms.len()) + x.histograms, r.histograms);
+        assert_eq!(sum(|s| s.exemplars.len()) + x.exemplars, r.exemplars);
+        assert_eq!(b.metadata.len() + x.metadata, r.metadata);
         ok += 1;
     }
     for format in [TextFormat::Prometheus, TextFormat::OpenMetrics] {
@@ -103,6 +111,11 @@ fn expected(pairs: &[(String, String)]) -> Option<Labels> {
 }
 
 fn check_against(input: &[RawSeries], got: wire::DecodedWrite) -> Result<(), TestCaseError> {
+    // The same invariants as for fuzzed bytes, on inputs that reach every rule.
+    let counted = got.clone();
+    let r = counted.received;
+    prop_assert_eq!(counted.batch.series.len() + counted.rejected.series, r.series);
+    prop_assert_eq!(counted.batch.sample_count() + counted.rejected.samples, r.samples);
     let mut valid = got.batch.series.iter();
     let mut invalid = 0;
     for (pairs, samples) in input {
@@ -123,7 +136,10 @@ fn check_against(input: &[RawSeries], got: wire::DecodedWrite) -> Result<(), Tes
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 1024, ..ProptestConfig::default() })]
+    // 1024 cases per property in a normal run; PROPTEST_CASES=100000 for a longer hunt.
+    #![proptest_config(ProptestConfig::with_cases(
+        std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(1024)
+    ))]
 
     #[test]
     fn random_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..600)) {
