@@ -1,5 +1,6 @@
 //! Property tests: no input bytes make a decoder panic or produce output out of proportion to
-//! the input, and the zero-copy walker agrees with prost and `model::Labels` on valid requests.
+//! the input; the zero-copy walker agrees with prost and `model::Labels` on valid requests and
+//! with a reference conversion on native histograms; text written with escapes parses back.
 
 use model::{Interner, Labels, Sample};
 use proptest::prelude::*;
@@ -190,5 +191,151 @@ proptest! {
         let req = v2::Request { symbols, timeseries };
         let got = decode_write_v2(&req.encode_to_vec(), &Interner::new(), &DecodeLimits::default()).unwrap();
         check_against(&input, got)?;
+    }
+}
+
+/// Escapes a label value as the text format writes it.
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+fn format_value(v: f64) -> String {
+    match v {
+        f64::INFINITY => "+Inf".into(),
+        f64::NEG_INFINITY => "-Inf".into(),
+        v if v.is_nan() => "NaN".into(),
+        v => format!("{v:?}"),
+    }
+}
+
+type TextLine = (std::collections::BTreeMap<String, String>, f64, Option<i64>);
+
+fn text_line() -> impl Strategy<Value = TextLine> {
+    (
+        prop::collection::btree_map("[a-z][a-z0-9_]{0,5}", "\\PC{0,6}|[\"\\\\\n a]{0,4}", 0..4),
+        any::<f64>(),
+        prop::option::of(any::<i64>()),
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(
+        std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(512)
+    ))]
+
+    /// Random series written in the text format (escapes, special floats, optional
+    /// timestamps) parse back to the same labels, values and timestamps.
+    #[test]
+    fn text_round_trips(lines in prop::collection::vec(text_line(), 0..6), blank in 0usize..3) {
+        let sep = [" ", "\t", "  "][blank];
+        let mut text = String::new();
+        for (i, (labels, v, t)) in lines.iter().enumerate() {
+            let ls: Vec<String> =
+                labels.iter().map(|(n, v)| format!("{n}=\"{}\"", escape(v))).collect();
+            text.push_str(&format!("m{i}{{{}}}{sep}{}", ls.join(","), format_value(*v)));
+            if let Some(t) = t {
+                text.push_str(&format!("{sep}{t}"));
+            }
+            text.push('\n');
+        }
+        let opts = TextOptions::new(TextFormat::Prometheus, -5);
+        let b = parse_text(text.as_bytes(), &opts, &Interner::new()).unwrap();
+        prop_assert_eq!(b.series.len(), lines.len());
+        for (i, ((labels, v, t), s)) in lines.iter().zip(&b.series).enumerate() {
+            let name = format!("m{i}");
+            let want = Labels::from_pairs(
+                labels.iter().map(|(n, v)| (n.as_str(), v.as_str())).chain([("__name__", name.as_str())]),
+            ).unwrap();
+            prop_assert_eq!(&s.labels, &want);
+            let got = s.samples[0];
+            prop_assert_eq!(got.t, t.unwrap_or(-5));
+            prop_assert!(got.v == *v || (got.v.is_nan() && v.is_nan()), "{} vs {}", got.v, v);
+        }
+    }
+}
+
+/// Spans (offset, length) and bucket deltas (or counts) of one side of a native histogram.
+type HistSide = (Vec<(i32, u32)>, Vec<i64>);
+
+/// Spans and buckets that agree nine times in ten.
+fn hist_side() -> impl Strategy<Value = HistSide> {
+    (prop::collection::vec((-3i32..3, 0u32..3), 0..3), prop::bool::weighted(0.1)).prop_flat_map(
+        |(spans, off)| {
+            let n = spans.iter().map(|s| s.1 as usize).sum::<usize>() + usize::from(off);
+            (Just(spans), prop::collection::vec(-5i64..5, n))
+        },
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(
+        std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(512)
+    ))]
+
+    /// Random integer and float native histograms: the walker turns deltas into absolute
+    /// counts, keeps float counts as sent, and rejects spans that disagree with the buckets.
+    #[test]
+    fn histograms_agree_with_reference(
+        float in any::<bool>(),
+        pos in hist_side(),
+        neg in hist_side(),
+        schema in -4i32..9,
+        count in 0u64..1000,
+        hint in 0i32..5,
+        t in any::<i64>(),
+    ) {
+        let spans = |s: &HistSide| {
+            s.0.iter().map(|&(offset, length)| prompb::BucketSpan { offset, length }).collect::<Vec<_>>()
+        };
+        let h = prompb::Histogram {
+            count: Some(if float {
+                prompb::histogram::Count::CountFloat(count as f64)
+            } else {
+                prompb::histogram::Count::CountInt(count)
+            }),
+            sum: 1.5,
+            schema,
+            zero_threshold: 0.5,
+            zero_count: Some(prompb::histogram::ZeroCount::ZeroCountInt(3)),
+            negative_spans: spans(&neg),
+            negative_deltas: if float { vec![] } else { neg.1.clone() },
+            negative_counts: if float { neg.1.iter().map(|&c| c as f64).collect() } else { vec![] },
+            positive_spans: spans(&pos),
+            positive_deltas: if float { vec![] } else { pos.1.clone() },
+            positive_counts: if float { pos.1.iter().map(|&c| c as f64).collect() } else { vec![] },
+            reset_hint: hint,
+            timestamp: t,
+            custom_values: vec![],
+        };
+        let series = prompb::TimeSeries {
+            labels: vec![prompb::Label { name: "__name__".into(), value: "h".into() }],
+            histograms: vec![h],
+            ..Default::default()
+        };
+        let req = prompb::WriteRequest { timeseries: vec![series], metadata: vec![] };
+        let got = decode_write_v1(&req.encode_to_vec(), &Interner::new(), &DecodeLimits::default()).unwrap();
+        let abs = |s: &HistSide| -> Vec<f64> {
+            if float {
+                s.1.iter().map(|&c| c as f64).collect()
+            } else {
+                s.1.iter().scan(0i64, |acc, d| { *acc += d; Some(*acc as f64) }).collect()
+            }
+        };
+        let fits = |s: &HistSide| s.0.iter().map(|x| x.1 as usize).sum::<usize>() == s.1.len();
+        if !(fits(&pos) && fits(&neg)) {
+            prop_assert!(got.batch.series.is_empty());
+            prop_assert!(got.invalid[0].reason.to_string().contains("spans describe"));
+            return Ok(());
+        }
+        let (gt, gh) = &got.batch.series[0].histograms[0];
+        prop_assert_eq!(*gt, t);
+        prop_assert_eq!(gh.count, count as f64);
+        prop_assert_eq!((gh.schema, gh.sum, gh.zero_threshold, gh.zero_count), (schema, 1.5, 0.5, 3.0));
+        prop_assert_eq!(gh.counter_reset_hint, if hint <= 3 { hint as u8 } else { 0 });
+        prop_assert_eq!(&gh.positive_buckets, &abs(&pos));
+        prop_assert_eq!(&gh.negative_buckets, &abs(&neg));
+        let spans_of = |s: &[model::Span]| s.iter().map(|x| (x.offset, x.length)).collect::<Vec<_>>();
+        prop_assert_eq!(spans_of(&gh.positive_spans), pos.0.clone());
+        prop_assert_eq!(spans_of(&gh.negative_spans), neg.0.clone());
     }
 }
