@@ -56,13 +56,28 @@ pub fn run_all(bytes: &[u8]) -> usize {
     ok
 }
 
-fn seeds() -> Vec<Vec<u8>> {
+fn seeds() -> &'static [Vec<u8>] {
+    static SEEDS: std::sync::OnceLock<Vec<Vec<u8>>> = std::sync::OnceLock::new();
+    SEEDS.get_or_init(load_seeds)
+}
+
+fn load_seeds() -> Vec<Vec<u8>> {
+    let corpus = |name: &str| {
+        std::fs::read(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus").join(name),
+        )
+        .unwrap()
+    };
+    let real_rw = corpus("snappy-ok-prometheus-2.42-remote-write-samples-1.bin");
     vec![
         samples::v1_request(),
         samples::v2_request(),
         samples::PROM_TEXT.as_bytes().to_vec(),
         samples::OM_TEXT.as_bytes().to_vec(),
         wire::snappy::compress(&samples::v1_request()),
+        wire::snappy::decompress_capped(&real_rw, 1 << 20).unwrap(),
+        corpus("snappy-ok-prometheus-2.42-remote-write-metadata.bin"),
+        corpus("prom-ok-pushgateway-metrics.txt"),
     ]
 }
 
@@ -149,7 +164,7 @@ proptest! {
 
     #[test]
     fn mutated_valid_inputs_never_panic(
-        seed in 0usize..5,
+        seed in 0usize..8,
         muts in prop::collection::vec((any::<usize>(), any::<u8>(), any::<u8>()), 1..6),
     ) {
         let b = mutate(seeds()[seed].clone(), &muts);
