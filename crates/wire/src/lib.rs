@@ -13,7 +13,8 @@
 //!
 //! Code map: `pb` (protobuf primitives over `&[u8]`), `remote_write` (`common`: context,
 //! label validation, Sample/Histogram; `v1`, `v2`: the message walkers), `text`, `snappy`,
-//! `remote_read` (prost-based, not on the ingest path), `proto` (generated from `/proto`).
+//! `remote_read` (prost-based, not on the ingest path), `encode` (remote write and text for
+//! senders: the forwarder, load generators), `proto` (generated from `/proto`).
 //!
 //! Architecture Invariant: nothing here panics on any input bytes, and nothing allocates more
 //! than a constant factor of its input (snappy checks its length header against a cap first;
@@ -24,6 +25,7 @@
 //! types are for encoding, remote read, tests and load generators.
 
 mod crc32c;
+mod encode;
 mod error;
 mod pb;
 pub mod proto;
@@ -32,6 +34,7 @@ mod remote_write;
 pub mod snappy;
 pub mod text;
 
+pub use encode::{encode_write_v1, encode_write_v2, write_text};
 pub use error::WireError;
 pub use remote_write::{
     DecodeCounts, DecodeLimits, DecodedWrite, InvalidReason, InvalidSeries, MAX_INVALID_DETAILS,
