@@ -14,6 +14,15 @@ pub fn decompress_capped(input: &[u8], max_len: usize) -> Result<Vec<u8>, WireEr
     if len > max_len {
         return Err(WireError::SnappyTooLarge { len, max: max_len });
     }
+    // No snappy element expands more than 64 output bytes per 3 input bytes (a 2-byte-offset
+    // copy), so a header promising more than 32 times the input is a lie: refuse it before
+    // allocating what it promises.
+    if len > input.len().saturating_mul(32) {
+        return Err(WireError::SnappyCorrupt(format!(
+            "length header says {len} bytes, impossible from {} compressed bytes",
+            input.len()
+        )));
+    }
     let mut out = vec![0u8; len];
     let n = snap::raw::Decoder::new()
         .decompress(input, &mut out)
@@ -62,6 +71,19 @@ mod tests {
             1 << 20,
             Err(WireError::SnappyTooLarge { len: 0xffff_ffff, max: 1 << 20 }),
         );
+    }
+
+    #[test]
+    fn highly_compressible_input_stays_under_the_ratio_bound() {
+        let body = vec![0u8; 1 << 20];
+        let c = compress(&body);
+        assert!(c.len() * 32 >= body.len(), "{} compressed bytes", c.len());
+        check(&c, 1 << 20, Ok(&body));
+        // A 4-byte input claiming 1 MiB is refused without allocating 1 MiB.
+        assert!(matches!(
+            decompress_capped(&[0x80, 0x80, 0x40, 0x00], 1 << 24),
+            Err(WireError::SnappyCorrupt(m)) if m.contains("impossible")
+        ));
     }
 
     #[test]
