@@ -85,6 +85,12 @@ impl SeriesData {
         chunk_range: i64,
     ) -> Result<bool, RejectReason> {
         let bits = v.to_bits();
+        // Nothing older than the window is accepted, in order or not (as Prometheus' min valid time).
+        if let Some(min) = ooo_min
+            && t < min
+        {
+            return Err(RejectReason::OutOfBounds { t, min_valid: min });
+        }
         match self.last {
             Some((lt, lv)) if t == lt => {
                 return if lv == bits {
@@ -94,11 +100,6 @@ impl SeriesData {
                 };
             }
             Some((lt, _)) if t < lt => {
-                if let Some(min) = ooo_min
-                    && t < min
-                {
-                    return Err(RejectReason::OutOfBounds { t, min_valid: min });
-                }
                 return match self.value_at(t) {
                     Some(b) if b == bits => Ok(false),
                     Some(_) => Err(RejectReason::DuplicateTimestamp { t }),
@@ -336,7 +337,7 @@ impl Head {
         self.max_t.load(Ordering::Acquire)
     }
 
-    /// Oldest timestamp accepted out of order right now.
+    /// Oldest timestamp accepted right now: the window behind the tenant's newest sample.
     pub fn ooo_min(&self) -> i64 {
         let max = self.max_time();
         if max == i64::MIN { i64::MIN } else { max.saturating_sub(self.opts.ooo_window) }

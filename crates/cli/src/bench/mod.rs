@@ -1,8 +1,8 @@
 //! `promlake bench`: workloads and side-by-side measurements against peer systems.
 
-pub mod gen;
 pub mod peers;
 pub mod storage;
+pub mod workload;
 
 #[derive(clap::Subcommand)]
 pub enum BenchCommand {

@@ -32,7 +32,9 @@ pub fn ensure_binary(bin: &str, package: &str) -> Result<PathBuf> {
         .unwrap_or(false);
     match find() {
         Some(p) if ok => Ok(p),
-        _ => bail!("{bin} is missing and could not be installed: run `sudo apt-get install {package}`"),
+        _ => bail!(
+            "{bin} is missing and could not be installed: run `sudo apt-get install {package}`"
+        ),
     }
 }
 
@@ -57,7 +59,8 @@ impl Peer {
             .stderr(Stdio::null())
             .spawn()
             .context("starting victoria-metrics")?;
-        let p = Peer { name: "victoria-metrics", child, url: format!("http://127.0.0.1:{port}"), dir };
+        let p =
+            Peer { name: "victoria-metrics", child, url: format!("http://127.0.0.1:{port}"), dir };
         p.wait_http("/health")?;
         Ok(p)
     }
@@ -66,7 +69,11 @@ impl Peer {
         let deadline = Instant::now() + Duration::from_secs(30);
         let client = reqwest::blocking::Client::new();
         while Instant::now() < deadline {
-            if client.get(format!("{}{path}", self.url)).send().is_ok_and(|r| r.status().is_success()) {
+            if client
+                .get(format!("{}{path}", self.url))
+                .send()
+                .is_ok_and(|r| r.status().is_success())
+            {
                 return Ok(());
             }
             std::thread::sleep(Duration::from_millis(50));

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use model::{Appendable, SeriesWrite, TenantId, WriteBatch};
 
-use super::gen::{Workload, to_text};
 use super::peers::{Peer, cpu_seconds, dir_bytes, rss_bytes, wait_dir_stable};
+use super::workload::{Workload, to_text};
 
 #[derive(clap::Args, Clone, Debug)]
 pub struct StorageArgs {
@@ -74,7 +74,10 @@ pub fn run(args: &StorageArgs) -> Result<Vec<StorageFigures>> {
 }
 
 fn start_ms(args: &StorageArgs) -> i64 {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
     // Aligned so the data falls into as few blocks as possible, ending before now.
     let span = args.samples * 15_000;
     (now - span - 3_600_000).div_euclid(7_200_000) * 7_200_000
@@ -138,7 +141,10 @@ fn run_victoria(args: &StorageArgs) -> Result<StorageFigures> {
             text.clear();
             to_text(chunk, &mut text);
             let t0 = Instant::now();
-            let r = client.post(format!("{}/api/v1/import/prometheus", peer.url)).body(text.clone()).send()?;
+            let r = client
+                .post(format!("{}/api/v1/import/prometheus", peer.url))
+                .body(text.clone())
+                .send()?;
             wall += t0.elapsed();
             anyhow::ensure!(r.status().is_success(), "victoria-metrics import: {}", r.status());
             total += chunk.len() as u64;
@@ -169,7 +175,10 @@ fn run_victoria(args: &StorageArgs) -> Result<StorageFigures> {
     let mut parts = vec![month(s0), month(s0 + args.samples * 15_000)];
     parts.dedup();
     for p in parts {
-        client.get(format!("{}/internal/force_merge?partition_prefix={p}", peer.url)).send().context("force_merge")?;
+        client
+            .get(format!("{}/internal/force_merge?partition_prefix={p}", peer.url))
+            .send()
+            .context("force_merge")?;
     }
     let bytes = wait_dir_stable(peer.dir.path(), Duration::from_secs(5), Duration::from_secs(120));
     Ok(StorageFigures {
@@ -192,8 +201,14 @@ pub fn print_table(rows: &[StorageFigures]) {
     for r in rows {
         println!(
             "| {} | {} | {} | {} | {:.3} | {:.0} B | {:.0} | {:.3} |",
-            r.system, r.series, r.samples, r.bytes_on_disk, r.bytes_per_sample, r.rss_per_series_bytes,
-            r.ingest_samples_per_s, r.cpu_seconds_per_million
+            r.system,
+            r.series,
+            r.samples,
+            r.bytes_on_disk,
+            r.bytes_per_sample,
+            r.rss_per_series_bytes,
+            r.ingest_samples_per_s,
+            r.cpu_seconds_per_million
         );
     }
     if let (Some(p), true) = (rows.first(), rows.len() > 1) {

@@ -3,6 +3,7 @@
 
 mod admin;
 mod read;
+mod write;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -84,6 +85,8 @@ pub fn router(state: SharedState) -> Router {
         .route("/-/ready", get(admin::ready))
         .route("/metrics", get(admin::metrics))
         .route("/api/v1/admin/tsdb/flush", post(admin::flush))
+        .route("/api/v1/write", post(write::write))
+        .route("/api/v1/stream/prometheus/{dataset}", post(write::stream))
         .route("/api/v1/series", get(read::series).post(read::series))
         .route("/api/v1/labels", get(read::labels).post(read::labels))
         .route("/api/v1/label/{name}/values", get(read::label_values))

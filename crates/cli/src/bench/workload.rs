@@ -47,7 +47,15 @@ impl Workload {
             let common = |name: &str, extra: &[(&str, String)]| {
                 let mut pairs: Vec<(String, String)> = vec![
                     ("__name__".into(), name.into()),
-                    ("instance".into(), format!("10.{}.{}.{}:9100", host / 65536 % 256, host / 256 % 256, host % 256)),
+                    (
+                        "instance".into(),
+                        format!(
+                            "10.{}.{}.{}:9100",
+                            host / 65536 % 256,
+                            host / 256 % 256,
+                            host % 256
+                        ),
+                    ),
                     ("job".into(), "node".into()),
                     ("cluster".into(), format!("k8s-{}", host % 7)),
                     ("region".into(), ["eu-west-1", "us-east-1", "ap-south-1"][host % 3].into()),
@@ -58,45 +66,105 @@ impl Workload {
                 pairs.extend(extra.iter().map(|(k, v)| (k.to_string(), v.clone())));
                 Labels::from_pairs(pairs).unwrap_or_default()
             };
-            let mut push = |labels: Labels, kind: Kind, value: f64| series.push(Series { labels, kind, value });
+            let mut push = |labels: Labels, kind: Kind, value: f64| {
+                series.push(Series { labels, kind, value })
+            };
             for cpu in 0..4 {
                 for mode in MODES {
                     let rate = if mode == "idle" { 0.9 } else { rng.random_range(0.001..0.2) };
-                    let l = common("node_cpu_seconds_total", &[("cpu", cpu.to_string()), ("mode", mode.into())]);
-                    push(l, Kind::CpuCounter { rate }, (rng.random_range(1e5..1e6f64) * 100.0).round() / 100.0);
+                    let l = common(
+                        "node_cpu_seconds_total",
+                        &[("cpu", cpu.to_string()), ("mode", mode.into())],
+                    );
+                    push(
+                        l,
+                        Kind::CpuCounter { rate },
+                        (rng.random_range(1e5..1e6f64) * 100.0).round() / 100.0,
+                    );
                 }
             }
             for dev in ["eth0", "eth1", "lo", "docker0"] {
-                for m in ["node_network_receive_bytes_total", "node_network_transmit_bytes_total", "node_network_receive_packets_total"] {
+                for m in [
+                    "node_network_receive_bytes_total",
+                    "node_network_transmit_bytes_total",
+                    "node_network_receive_packets_total",
+                ] {
                     let rate = rng.random_range(10.0..50_000.0);
-                    push(common(m, &[("device", dev.into())]), Kind::IntCounter { rate }, rng.random_range(1e6..1e10f64).round());
+                    push(
+                        common(m, &[("device", dev.into())]),
+                        Kind::IntCounter { rate },
+                        rng.random_range(1e6..1e10f64).round(),
+                    );
                 }
             }
             for dev in ["sda", "sdb", "nvme0n1"] {
                 let l = common("node_disk_io_time_seconds_total", &[("device", dev.into())]);
-                push(l, Kind::CpuCounter { rate: rng.random_range(0.001..0.5) }, rng.random_range(1e3..1e5f64).round());
+                push(
+                    l,
+                    Kind::CpuCounter { rate: rng.random_range(0.001..0.5) },
+                    rng.random_range(1e3..1e5f64).round(),
+                );
                 let l = common("node_disk_written_bytes_total", &[("device", dev.into())]);
-                push(l, Kind::IntCounter { rate: rng.random_range(1e3..1e7) }, rng.random_range(1e8..1e12f64).round());
-                let l = common("node_filesystem_avail_bytes", &[("device", format!("/dev/{dev}")), ("fstype", "ext4".into()), ("mountpoint", format!("/mnt/{dev}"))]);
-                push(l, Kind::SlowGauge { base: (rng.random_range(1e6..1e8f64)).round() * 4096.0 }, 0.0);
+                push(
+                    l,
+                    Kind::IntCounter { rate: rng.random_range(1e3..1e7) },
+                    rng.random_range(1e8..1e12f64).round(),
+                );
+                let l = common(
+                    "node_filesystem_avail_bytes",
+                    &[
+                        ("device", format!("/dev/{dev}")),
+                        ("fstype", "ext4".into()),
+                        ("mountpoint", format!("/mnt/{dev}")),
+                    ],
+                );
+                push(
+                    l,
+                    Kind::SlowGauge { base: (rng.random_range(1e6..1e8f64)).round() * 4096.0 },
+                    0.0,
+                );
             }
-            for m in ["node_memory_MemAvailable_bytes", "node_memory_MemFree_bytes", "node_memory_Cached_bytes", "node_memory_Buffers_bytes"] {
-                push(common(m, &[]), Kind::SlowGauge { base: rng.random_range(1e5..4e6f64).round() * 4096.0 }, 0.0);
+            for m in [
+                "node_memory_MemAvailable_bytes",
+                "node_memory_MemFree_bytes",
+                "node_memory_Cached_bytes",
+                "node_memory_Buffers_bytes",
+            ] {
+                push(
+                    common(m, &[]),
+                    Kind::SlowGauge { base: rng.random_range(1e5..4e6f64).round() * 4096.0 },
+                    0.0,
+                );
             }
             for m in ["node_load1", "node_load5", "node_load15"] {
-                push(common(m, &[]), Kind::Gauge { base: rng.random_range(0.1..8.0), spread: 0.5, decimals: 2 }, 0.0);
+                push(
+                    common(m, &[]),
+                    Kind::Gauge { base: rng.random_range(0.1..8.0), spread: 0.5, decimals: 2 },
+                    0.0,
+                );
             }
-            push(common("node_time_seconds", &[]), Kind::Gauge { base: 0.0, spread: 0.0, decimals: 3 }, 0.0);
+            push(
+                common("node_time_seconds", &[]),
+                Kind::Gauge { base: 0.0, spread: 0.0, decimals: 3 },
+                0.0,
+            );
             for handler in ["/api", "/metrics"] {
                 let rate = rng.random_range(1.0..100.0);
                 for (i, le) in LE.iter().enumerate() {
-                    let l = common("http_request_duration_seconds_bucket", &[("handler", handler.into()), ("le", le.to_string())]);
+                    let l = common(
+                        "http_request_duration_seconds_bucket",
+                        &[("handler", handler.into()), ("le", le.to_string())],
+                    );
                     let share = ((i + 1) as f64 / LE.len() as f64).powf(0.5);
                     push(l, Kind::Bucket { rate, share }, 0.0);
                 }
             }
             for m in ["node_context_switches_total", "node_intr_total", "node_forks_total"] {
-                push(common(m, &[]), Kind::IntCounter { rate: rng.random_range(10.0..5000.0) }, rng.random_range(1e6..1e9f64).round());
+                push(
+                    common(m, &[]),
+                    Kind::IntCounter { rate: rng.random_range(10.0..5000.0) },
+                    rng.random_range(1e6..1e9f64).round(),
+                );
             }
             host += 1;
         }
@@ -114,7 +182,9 @@ impl Workload {
         for s in &mut self.series {
             let rng = &mut self.rng;
             s.value = match s.kind {
-                Kind::IntCounter { rate } => s.value + (rate * secs * rng.random_range(0.5..1.5)).round(),
+                Kind::IntCounter { rate } => {
+                    s.value + (rate * secs * rng.random_range(0.5..1.5)).round()
+                }
                 Kind::CpuCounter { rate } => {
                     ((s.value + rate * secs * rng.random_range(0.8..1.2)) * 100.0).round() / 100.0
                 }
@@ -133,9 +203,15 @@ impl Workload {
                         s.value
                     }
                 }
-                Kind::Bucket { rate, share } => s.value + (rate * share * secs * rng.random_range(0.7..1.3)).round(),
+                Kind::Bucket { rate, share } => {
+                    s.value + (rate * share * secs * rng.random_range(0.7..1.3)).round()
+                }
             };
-            out.push(SeriesWrite { labels: s.labels.clone(), samples: vec![Sample { t, v: s.value }], ..Default::default() });
+            out.push(SeriesWrite {
+                labels: s.labels.clone(),
+                samples: vec![Sample { t, v: s.value }],
+                ..Default::default()
+            });
         }
         out
     }
@@ -175,7 +251,10 @@ mod tests {
         let avg_labels = a.series.iter().map(|s| s.labels.len()).sum::<usize>() as f64 / 1000.0;
         assert!((9.0..=12.0).contains(&avg_labels), "{avg_labels} labels per series");
         let (x, y) = (a.scrape(3), b.scrape(3));
-        assert_eq!(x.iter().map(|s| s.samples[0]).collect::<Vec<_>>(), y.iter().map(|s| s.samples[0]).collect::<Vec<_>>());
+        assert_eq!(
+            x.iter().map(|s| s.samples[0]).collect::<Vec<_>>(),
+            y.iter().map(|s| s.samples[0]).collect::<Vec<_>>()
+        );
         let mut text = String::new();
         to_text(&x[..2], &mut text);
         assert!(text.starts_with("node_cpu_seconds_total{az=\"az-0\""), "{text}");

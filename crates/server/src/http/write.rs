@@ -1,0 +1,181 @@
+//! `POST /api/v1/write` (remote write 1.0 and 2.0) and `/api/v1/stream/prometheus/{dataset}`.
+//!
+//! Status codes decide whether a sender retries: 204 stored; 400 invalid data (the valid series
+//! of the request are stored anyway, and the message names the rejected ones); 413 body over
+//! the size limit; 415 unsupported content type or encoding; 5xx only for server faults.
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use model::{Appendable, Interner, TenantId};
+use wire::{DecodeLimits, WireError, WriteProtocol};
+
+use super::{SharedState, blocking, tenant};
+use crate::error::ApiError;
+use crate::metrics::{RejectLabels, TenantLabels};
+
+/// Largest compressed body accepted (limits.max_request_body_bytes).
+pub const MAX_BODY: usize = 64 << 20;
+/// Largest decompressed body accepted (limits.max_decompressed_bytes).
+pub const MAX_DECOMPRESSED: usize = 256 << 20;
+
+fn wire_error(e: WireError) -> ApiError {
+    match e {
+        WireError::SnappyTooLarge { .. } => ApiError::PayloadTooLarge(e.to_string()),
+        WireError::UnsupportedContentType(_) => ApiError::UnsupportedMediaType(e.to_string()),
+        _ => ApiError::BadData(e.to_string()),
+    }
+}
+
+async fn read_body(body: Body) -> Result<bytes::Bytes, ApiError> {
+    axum::body::to_bytes(body, MAX_BODY).await.map_err(|e| {
+        let too_large = std::error::Error::source(&e)
+            .is_some_and(|s| s.to_string().contains("length limit"))
+            || e.to_string().contains("length limit");
+        if too_large {
+            ApiError::PayloadTooLarge(format!(
+                "request body is larger than the limit of {MAX_BODY} bytes (limits.max_request_body_bytes)"
+            ))
+        } else {
+            ApiError::BadData(format!("reading request body: {e}"))
+        }
+    })
+}
+
+pub async fn write(State(s): State<SharedState>, headers: HeaderMap, body: Body) -> Response {
+    let t = match tenant(&headers) {
+        Ok(t) => t,
+        Err(e) => return e.into_response(),
+    };
+    ingest(s, t, headers, body).await
+}
+
+/// The dataset in the path is the tenant; invalid names are a 400.
+pub async fn stream(
+    State(s): State<SharedState>,
+    Path(dataset): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    match TenantId::new(&dataset) {
+        Ok(t) => ingest(s, t, headers, body).await,
+        Err(e) => ApiError::BadData(format!("invalid dataset name: {e}")).into_response(),
+    }
+}
+
+#[derive(Default)]
+struct Written {
+    samples: usize,
+    histograms: usize,
+    exemplars: usize,
+}
+
+async fn ingest(s: SharedState, t: TenantId, headers: HeaderMap, body: Body) -> Response {
+    let ct = headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    let protocol = WriteProtocol::from_content_type(&ct);
+    let mut written = Written::default();
+    let result = ingest_inner(&s, &t, &headers, protocol.clone(), body, &mut written).await;
+    let mut resp = match result {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => e.into_response(),
+    };
+    if matches!(protocol, Ok(WriteProtocol::V2)) {
+        let h = resp.headers_mut();
+        for (name, n) in [
+            ("x-prometheus-remote-write-samples-written", written.samples),
+            ("x-prometheus-remote-write-histograms-written", written.histograms),
+            ("x-prometheus-remote-write-exemplars-written", written.exemplars),
+        ] {
+            h.insert(name, HeaderValue::from(n));
+        }
+    }
+    resp
+}
+
+async fn ingest_inner(
+    s: &SharedState,
+    t: &TenantId,
+    headers: &HeaderMap,
+    protocol: Result<WriteProtocol, WireError>,
+    body: Body,
+    written: &mut Written,
+) -> Result<(), ApiError> {
+    let protocol = protocol.map_err(wire_error)?;
+    if let Some(enc) = headers.get("content-encoding") {
+        let enc = enc.to_str().unwrap_or("");
+        if !enc.eq_ignore_ascii_case("snappy") {
+            return Err(ApiError::UnsupportedMediaType(format!(
+                "unsupported Content-Encoding {enc:?}: remote write bodies must be snappy block format"
+            )));
+        }
+    }
+    let db = s.db()?;
+    let body = read_body(body).await?;
+    let (tenant, state) = (t.clone(), s.clone());
+    let (outcome, invalid, histograms_received) = blocking(move || {
+        let interner = Interner::new();
+        let decoded = wire::decode_write(
+            protocol,
+            &body,
+            MAX_DECOMPRESSED,
+            &interner,
+            &DecodeLimits::default(),
+        )
+        .map_err(wire_error)?;
+        let histograms = decoded.batch.series.iter().map(|s| s.histograms.len()).sum::<usize>();
+        let outcome = db.append(&tenant, decoded.batch)?;
+        let _ = &state;
+        Ok((outcome, decoded.invalid, histograms))
+    })
+    .await?;
+    written.samples = outcome.samples_written;
+    written.histograms = outcome.histograms_written;
+    written.exemplars = outcome.exemplars_written;
+    let tl = TenantLabels { tenant: t.to_string() };
+    s.metrics.ingested_samples.get_or_create(&tl).inc_by(outcome.samples_written as u64);
+    s.metrics.series_created.get_or_create(&tl).inc_by(outcome.series_created as u64);
+    let mut problems: Vec<String> = invalid.iter().take(10).map(|i| i.to_string()).collect();
+    for i in &invalid {
+        let reason = format!("{:?}", i.reason)
+            .split([' ', '{', '('])
+            .next()
+            .unwrap_or("invalid")
+            .to_string();
+        s.metrics
+            .rejected_samples
+            .get_or_create(&RejectLabels { tenant: t.to_string(), reason })
+            .inc_by(i.samples as u64);
+    }
+    for r in &outcome.rejected {
+        let reason = format!("{:?}", r.reason)
+            .split([' ', '{', '('])
+            .next()
+            .unwrap_or("rejected")
+            .to_string();
+        s.metrics
+            .rejected_samples
+            .get_or_create(&RejectLabels { tenant: t.to_string(), reason })
+            .inc_by(r.samples as u64);
+        if problems.len() < 10 {
+            problems.push(format!("{} for series {}", r.reason, r.labels));
+        }
+    }
+    if histograms_received > outcome.histograms_written {
+        problems.push(format!(
+            "{} native histogram samples not stored: native histogram storage is not implemented yet",
+            histograms_received - outcome.histograms_written
+        ));
+    }
+    if problems.is_empty() {
+        return Ok(());
+    }
+    let total = invalid.len() + outcome.rejected.len();
+    Err(ApiError::BadData(format!(
+        "{} of the request's series were rejected ({} samples stored): {}{}",
+        total,
+        outcome.samples_written,
+        problems.join("; "),
+        if total > problems.len() { "; ..." } else { "" }
+    )))
+}
