@@ -38,6 +38,28 @@ enum Command {
     /// Benchmarks: load generators and side-by-side runs against Prometheus and VictoriaMetrics.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Export samples matching a selector as plain Parquet (labels, timestamp, value) from a
+    /// running promlake, for DuckDB, pandas, Spark.
+    Export {
+        /// Series selector, e.g. 'up{job="node"}'. Repeat for several.
+        #[arg(long = "match", required = true)]
+        matchers: Vec<String>,
+        /// Start: RFC 3339 or Unix seconds. Default: everything.
+        #[arg(long)]
+        start: Option<String>,
+        /// End: RFC 3339 or Unix seconds. Default: everything.
+        #[arg(long)]
+        end: Option<String>,
+        /// Output file.
+        #[arg(short = 'o', long)]
+        output: PathBuf,
+        /// promlake's HTTP address.
+        #[arg(long, default_value = "http://127.0.0.1:9393")]
+        url: String,
+        /// Tenant (sent as X-Scope-OrgID).
+        #[arg(long)]
+        tenant: Option<String>,
+    },
     /// Check a config file: parse it, reject unknown fields, print the effective config.
     CheckConfig { file: PathBuf },
 }
@@ -85,6 +107,33 @@ fn main() -> Result<()> {
             Ok(())
         }
         Command::Bench(cmd) => bench::run(cmd),
+        Command::Export { matchers, start, end, output, url, tenant } => {
+            let mut form: Vec<(&str, &str)> =
+                matchers.iter().map(|m| ("match[]", m.as_str())).collect();
+            if let Some(s) = &start {
+                form.push(("start", s));
+            }
+            if let Some(e) = &end {
+                form.push(("end", e));
+            }
+            let client = reqwest::blocking::Client::builder().timeout(None).build()?;
+            let mut req = client
+                .post(format!("{}/api/v1/export/parquet", url.trim_end_matches('/')))
+                .form(&form);
+            if let Some(t) = &tenant {
+                req = req.header("X-Scope-OrgID", t);
+            }
+            let resp = req.send().with_context(|| format!("connecting to {url}"))?;
+            let status = resp.status();
+            let body = resp.bytes()?;
+            if !status.is_success() {
+                anyhow::bail!("export failed ({status}): {}", String::from_utf8_lossy(&body));
+            }
+            std::fs::write(&output, &body)
+                .with_context(|| format!("writing {}", output.display()))?;
+            eprintln!("wrote {} bytes to {}", body.len(), output.display());
+            Ok(())
+        }
         Command::CheckConfig { file } => {
             let cfg = load_config(Some(&file))?;
             println!("{cfg:#?}");

@@ -9,6 +9,7 @@ pub mod clock;
 pub mod codec;
 mod db;
 mod error;
+pub mod export;
 pub mod head;
 pub mod index;
 mod tenant;

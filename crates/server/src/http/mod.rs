@@ -2,6 +2,7 @@
 //! (parameters from query string and form body alike, tenant, times, selectors).
 
 mod admin;
+mod export;
 mod read;
 mod write;
 
@@ -87,6 +88,7 @@ pub fn router(state: SharedState) -> Router {
         .route("/api/v1/admin/tsdb/flush", post(admin::flush))
         .route("/api/v1/write", post(write::write))
         .route("/api/v1/stream/prometheus/{dataset}", post(write::stream))
+        .route("/api/v1/export/parquet", get(export::parquet).post(export::parquet))
         .route("/api/v1/series", get(read::series).post(read::series))
         .route("/api/v1/labels", get(read::labels).post(read::labels))
         .route("/api/v1/label/{name}/values", get(read::label_values))

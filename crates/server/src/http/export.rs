@@ -1,0 +1,40 @@
+//! `GET|POST /api/v1/export/parquet`: samples matching `match[]` in `[start, end]` as plain
+//! Parquet (metric_name, labels map, timestamp, value), for lake engines.
+
+use axum::body::Bytes;
+use axum::extract::{RawQuery, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use model::{Queryable, SelectHints};
+
+use super::{Params, SharedState, blocking, parse_selector, tenant, time_range};
+use crate::error::ApiError;
+
+pub async fn parquet(
+    State(s): State<SharedState>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let p = Params::parse(q.as_deref(), &body);
+    let sets: Vec<_> = p.all("match[]").map(parse_selector).collect::<Result<_, _>>()?;
+    if sets.is_empty() {
+        return Err(ApiError::BadData("no match[] parameter provided".into()));
+    }
+    let (start, end) = time_range(&p)?;
+    let (t, db) = (tenant(&headers)?, s.db()?);
+    let bytes = blocking(move || {
+        let mut all = std::collections::BTreeMap::new();
+        for m in &sets {
+            for series in db.select(&t, SelectHints { start, end }, m)? {
+                let series = series?;
+                all.insert(series.labels.clone(), series);
+            }
+        }
+        let mut out = Vec::new();
+        storage::export::write_parquet(all.into_values().map(Ok), &mut out)?;
+        Ok(out)
+    })
+    .await?;
+    Ok(([("content-type", "application/vnd.apache.parquet")], bytes).into_response())
+}
