@@ -145,7 +145,7 @@ impl Queryable for Db {
         matchers: &[Matcher],
     ) -> Result<SeriesIter<'a>, SeamError> {
         let Some(t) = self.existing(tenant) else { return Ok(Box::new(std::iter::empty())) };
-        Ok(Box::new(t.select(hints, matchers)?.into_iter().map(Ok)))
+        Ok(Box::new(t.select(hints, matchers).map(|r| r.map_err(SeamError::from))))
     }
 
     fn label_names(

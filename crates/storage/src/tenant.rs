@@ -48,15 +48,18 @@ pub struct TenantDb {
     maintenance: Mutex<()>,
     blocks: RwLock<Vec<Arc<Block>>>,
     /// Data moved out of the head whose block is being written: still queryable.
-    cutting: RwLock<Vec<(Arc<MemSeries>, CutData)>>,
+    cutting: RwLock<Arc<CutList>>,
     pub stats: TenantStats,
 }
 
-enum Source<'a> {
+/// Where one series' samples live; owned so a result iterator holds no locks.
+enum Source {
     Head(Arc<MemSeries>),
-    Cut(usize),
-    Block(&'a Block, u32),
+    Cut(Arc<CutList>, usize),
+    Block(Arc<Block>, u32),
 }
+
+type CutList = Vec<(Arc<MemSeries>, CutData)>;
 
 impl TenantDb {
     /// Opens the tenant: loads its blocks and replays its WAL into the head.
@@ -126,7 +129,7 @@ impl TenantDb {
             append_gate: RwLock::new(()),
             maintenance: Mutex::new(()),
             blocks: RwLock::new(blocks),
-            cutting: RwLock::new(Vec::new()),
+            cutting: RwLock::new(Arc::new(Vec::new())),
             stats,
         })
     }
@@ -210,40 +213,49 @@ impl TenantDb {
     }
 
     /// Series matching `matchers` with samples in the range, merged across head and blocks,
-    /// in label order. Samples are loaded one series at a time as the iterator is consumed.
-    pub fn select(&self, hints: SelectHints, matchers: &[Matcher]) -> Result<Vec<Series>> {
+    /// in label order. Only the label sets are resolved up front; each series' samples are
+    /// decoded when the iterator reaches it, so a reader holds one series at a time.
+    pub fn select(
+        &self,
+        hints: SelectHints,
+        matchers: &[Matcher],
+    ) -> impl Iterator<Item = Result<Series>> + Send + 'static {
         let blocks = self.overlapping_blocks(hints);
-        let cutting = self.cutting.read();
-        let mut by_labels: BTreeMap<Labels, Vec<Source<'_>>> = BTreeMap::new();
-        if self.head.min_time() <= hints.end
-            || !cutting.is_empty()
-            || self.head.max_time() >= hints.start
-        {
-            for id in self.head.select_ids(matchers) {
-                if let Some(s) = self.head.by_id(id) {
-                    by_labels.entry(s.labels.clone()).or_default().push(Source::Head(s));
-                }
+        let cutting = self.cutting.read().clone();
+        let mut by_labels: BTreeMap<Labels, Vec<Source>> = BTreeMap::new();
+        for id in self.head.select_ids(matchers) {
+            if let Some(s) = self.head.by_id(id) {
+                by_labels.entry(s.labels.clone()).or_default().push(Source::Head(s));
             }
         }
         for (i, (s, _)) in cutting.iter().enumerate() {
             if matchers.iter().all(|m| m.matches(s.labels.get(&m.name).unwrap_or(""))) {
-                by_labels.entry(s.labels.clone()).or_default().push(Source::Cut(i));
+                by_labels
+                    .entry(s.labels.clone())
+                    .or_default()
+                    .push(Source::Cut(cutting.clone(), i));
             }
         }
         for b in &blocks {
             for id in b.select(matchers) {
-                by_labels.entry(b.labels(id).clone()).or_default().push(Source::Block(b, id));
+                by_labels
+                    .entry(b.labels(id).clone())
+                    .or_default()
+                    .push(Source::Block(b.clone(), id));
             }
         }
-        let mut out = Vec::new();
-        for (labels, sources) in by_labels {
+        by_labels.into_iter().filter_map(move |(labels, sources)| {
             let mut samples: Vec<Sample> = Vec::new();
             for src in sources {
                 let mut part = Vec::new();
                 match src {
                     Source::Head(s) => s.data.lock().samples(hints.start, hints.end, &mut part),
-                    Source::Cut(i) => cutting[i].1.samples(hints.start, hints.end, &mut part),
-                    Source::Block(b, id) => b.samples(id, hints.start, hints.end, &mut part)?,
+                    Source::Cut(c, i) => c[i].1.samples(hints.start, hints.end, &mut part),
+                    Source::Block(b, id) => {
+                        if let Err(e) = b.samples(id, hints.start, hints.end, &mut part) {
+                            return Some(Err(e));
+                        }
+                    }
                 }
                 if samples.is_empty() {
                     samples = part;
@@ -252,11 +264,8 @@ impl TenantDb {
                     merge_into(&mut samples, &prev, &part);
                 }
             }
-            if !samples.is_empty() {
-                out.push(Series { labels, samples, histograms: Vec::new() });
-            }
-        }
-        Ok(out)
+            (!samples.is_empty()).then(|| Ok(Series { labels, samples, histograms: Vec::new() }))
+        })
     }
 
     pub fn label_names(&self, hints: SelectHints, matchers: &[Matcher]) -> Result<Vec<String>> {
@@ -347,7 +356,7 @@ impl TenantDb {
         }
         ranges.sort_unstable();
         ranges.dedup();
-        *self.cutting.write() = moved;
+        *self.cutting.write() = Arc::new(moved);
         let mut written = Vec::new();
         {
             let cutting = self.cutting.read();
@@ -370,7 +379,7 @@ impl TenantDb {
                 }
             }
         }
-        self.cutting.write().clear();
+        *self.cutting.write() = Arc::new(Vec::new());
         {
             let _g = self.append_gate.write();
             self.head.gc(upto);
