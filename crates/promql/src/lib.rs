@@ -1,1 +1,20 @@
-//! placeholder
+//! PromQL evaluation over the `model::Queryable` seam: the engine, its functions, aggregations
+//! and binary operators, an in-memory backend, and the upstream promqltest script runner.
+//!
+//! Architecture Invariant: the parser is promql-parser's; everything after the AST is ours.
+//! This crate never imports `storage`; it reads through `model::Queryable` only.
+
+mod aggregate;
+mod binary;
+mod engine;
+mod error;
+mod eval;
+mod functions;
+mod value;
+
+pub mod promqltest;
+pub mod testing;
+
+pub use engine::{Engine, EngineOptions};
+pub use error::Error;
+pub use value::{Annotations, Point, QueryResult, Sample, Series, Value};

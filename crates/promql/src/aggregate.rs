@@ -1,0 +1,216 @@
+//! Aggregation operators (`sum`, `avg`, `topk`, `quantile`, `count_values`, ...) with
+//! `by` / `without` grouping, at one evaluation step.
+
+use std::collections::HashMap;
+
+use model::{Labels, METRIC_NAME};
+use promql_parser::parser::{AggregateExpr, LabelModifier};
+
+use crate::error::{Result, exec_err};
+use crate::eval::{Elem, Evaluator, Val};
+use crate::functions::{format_float, kahan_sum_inc, quantile};
+
+fn group_key(l: &Labels, modifier: &Option<LabelModifier>) -> Labels {
+    match modifier {
+        Some(LabelModifier::Include(by)) => {
+            let names: Vec<&str> = by.labels.iter().map(String::as_str).collect();
+            l.keep(&names)
+        }
+        Some(LabelModifier::Exclude(without)) => {
+            let mut names: Vec<&str> = without.labels.iter().map(String::as_str).collect();
+            names.push(METRIC_NAME);
+            l.without(&names)
+        }
+        None => Labels::empty(),
+    }
+}
+
+/// Groups element indexes by key, in order of first appearance.
+fn groups(v: &[Elem], modifier: &Option<LabelModifier>) -> Vec<(Labels, Vec<usize>)> {
+    let mut index: HashMap<Labels, usize> = HashMap::new();
+    let mut out: Vec<(Labels, Vec<usize>)> = Vec::new();
+    for (i, e) in v.iter().enumerate() {
+        let k = group_key(&e.labels, modifier);
+        match index.get(&k) {
+            Some(&g) => out[g].1.push(i),
+            None => {
+                index.insert(k.clone(), out.len());
+                out.push((k, vec![i]));
+            }
+        }
+    }
+    out
+}
+
+pub(crate) fn eval_aggregate(ev: &mut Evaluator<'_>, a: &AggregateExpr, ts: i64) -> Result<Val> {
+    let op = a.op.to_string();
+    let param = match &a.param {
+        Some(p) => Some(ev.eval(p, ts)?),
+        None => None,
+    };
+    let input = ev.eval_vector(&a.expr, ts)?;
+    let out = match op.as_str() {
+        "topk" | "bottomk" | "limitk" => {
+            let k = scalar_param(&param, &op)?;
+            if k.is_nan() {
+                return exec_err(format!("Parameter value is NaN for {op}"));
+            }
+            if k >= 9.223_372_036_854_776e18 || k <= -9.223_372_036_854_776e18 {
+                return exec_err(format!("Scalar value {} overflows int64", format_float(k)));
+            }
+            let k = k as i64;
+            if k < 1 {
+                return Ok(Val::Vector(Vec::new()));
+            }
+            let k = usize::try_from(k).unwrap_or(usize::MAX);
+            let mut out = Vec::new();
+            for (_, idx) in groups(&input, &a.modifier) {
+                let mut members: Vec<&Elem> = idx.iter().map(|&i| &input[i]).collect();
+                match op.as_str() {
+                    "topk" => members.sort_by(|x, y| cmp_desc_nan_last(x.v, y.v)),
+                    "bottomk" => members.sort_by(|x, y| cmp_asc_nan_last(x.v, y.v)),
+                    _ => {}
+                }
+                out.extend(members.into_iter().take(k).cloned());
+            }
+            out
+        }
+        "limit_ratio" => {
+            return exec_err("limit_ratio is not supported");
+        }
+        "count_values" => {
+            let Some(Val::Str(label)) = &param else {
+                return exec_err("count_values requires a string parameter");
+            };
+            if label.is_empty() {
+                return exec_err(format!("invalid label name {label:?}"));
+            }
+            let mut index: HashMap<Labels, usize> = HashMap::new();
+            let mut out: Vec<Elem> = Vec::new();
+            for e in &input {
+                let key = group_key(&e.labels, &a.modifier).with(label, &format_float(e.v));
+                match index.get(&key) {
+                    Some(&i) => out[i].v += 1.0,
+                    None => {
+                        index.insert(key.clone(), out.len());
+                        out.push(Elem { labels: key, v: 1.0, t: ts });
+                    }
+                }
+            }
+            out
+        }
+        _ => {
+            let q = if op == "quantile" {
+                let q = scalar_param(&param, &op)?;
+                if !(0.0..=1.0).contains(&q) {
+                    ev.annotations.warn(format!(
+                        "quantile value should be between 0 and 1, got {}",
+                        format_float(q)
+                    ));
+                }
+                q
+            } else {
+                0.0
+            };
+            let mut out = Vec::new();
+            for (key, idx) in groups(&input, &a.modifier) {
+                let vals: Vec<f64> = idx.iter().map(|&i| input[i].v).collect();
+                let v = match op.as_str() {
+                    "sum" => sum(&vals),
+                    "avg" => avg(&vals),
+                    "count" => vals.len() as f64,
+                    "group" => 1.0,
+                    "min" => vals
+                        .iter()
+                        .skip(1)
+                        .fold(vals[0], |m, &v| if m > v || m.is_nan() { v } else { m }),
+                    "max" => vals
+                        .iter()
+                        .skip(1)
+                        .fold(vals[0], |m, &v| if m < v || m.is_nan() { v } else { m }),
+                    "stddev" => stdvar(&vals).sqrt(),
+                    "stdvar" => stdvar(&vals),
+                    "quantile" => quantile(q, vals),
+                    _ => return exec_err(format!("unsupported aggregation {op}")),
+                };
+                out.push(Elem { labels: key, v, t: ts });
+            }
+            out
+        }
+    };
+    Ok(Val::Vector(out))
+}
+
+fn scalar_param(p: &Option<Val>, op: &str) -> Result<f64> {
+    match p {
+        Some(Val::Scalar(v)) => Ok(*v),
+        _ => exec_err(format!("{op} requires a scalar parameter")),
+    }
+}
+
+pub(crate) fn cmp_desc_nan_last(a: f64, b: f64) -> std::cmp::Ordering {
+    use std::cmp::Ordering;
+    match (a.is_nan(), b.is_nan()) {
+        (true, true) => Ordering::Equal,
+        (true, false) => Ordering::Greater,
+        (false, true) => Ordering::Less,
+        _ => b.partial_cmp(&a).unwrap_or(Ordering::Equal),
+    }
+}
+
+pub(crate) fn cmp_asc_nan_last(a: f64, b: f64) -> std::cmp::Ordering {
+    use std::cmp::Ordering;
+    match (a.is_nan(), b.is_nan()) {
+        (true, true) => Ordering::Equal,
+        (true, false) => Ordering::Greater,
+        (false, true) => Ordering::Less,
+        _ => a.partial_cmp(&b).unwrap_or(Ordering::Equal),
+    }
+}
+
+fn sum(vals: &[f64]) -> f64 {
+    let (mut s, mut c) = (0.0, 0.0);
+    for &v in vals {
+        (s, c) = kahan_sum_inc(v, s, c);
+    }
+    s + c
+}
+
+/// Mean with Kahan summation, switching to an incremental mean when the sum would overflow.
+pub(crate) fn avg(vals: &[f64]) -> f64 {
+    let (mut s, mut c) = (vals[0], 0.0);
+    let mut mean = 0.0;
+    let mut incremental = false;
+    for (i, &v) in vals.iter().enumerate().skip(1) {
+        let count = (i + 1) as f64;
+        if !incremental {
+            let (ns, nc) = kahan_sum_inc(v, s, c);
+            if !ns.is_infinite() {
+                (s, c) = (ns, nc);
+                continue;
+            }
+            incremental = true;
+            mean = s / (count - 1.0);
+            c /= count - 1.0;
+        }
+        let q = (count - 1.0) / count;
+        (mean, c) = kahan_sum_inc(v / count, q * mean, q * c);
+    }
+    if incremental {
+        mean + c
+    } else {
+        let n = vals.len() as f64;
+        s / n + c / n
+    }
+}
+
+fn stdvar(vals: &[f64]) -> f64 {
+    let (mut count, mut mean, mut m2) = (0.0, 0.0, 0.0);
+    for &v in vals {
+        count += 1.0;
+        let delta = v - mean;
+        mean += delta / count;
+        m2 += delta * (v - mean);
+    }
+    m2 / count
+}

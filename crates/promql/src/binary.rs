@@ -1,0 +1,271 @@
+//! Binary operators: arithmetic, comparisons (with and without `bool`), `atan2`, the set
+//! operators, and vector matching (`on`, `ignoring`, `group_left`, `group_right`).
+
+use std::collections::{HashMap, HashSet};
+
+use model::{Labels, METRIC_NAME};
+use promql_parser::parser::{BinModifier, BinaryExpr, LabelModifier, VectorMatchCardinality};
+
+use crate::error::{Result, exec_err};
+use crate::eval::{Elem, Evaluator, Val, check_unique, drop_name};
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Op {
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Mod,
+    Pow,
+    Atan2,
+    Eq,
+    Ne,
+    Gt,
+    Lt,
+    Ge,
+    Le,
+    And,
+    Or,
+    Unless,
+}
+
+impl Op {
+    fn parse(s: &str) -> Option<Op> {
+        Some(match s {
+            "+" => Op::Add,
+            "-" => Op::Sub,
+            "*" => Op::Mul,
+            "/" => Op::Div,
+            "%" => Op::Mod,
+            "^" => Op::Pow,
+            "atan2" => Op::Atan2,
+            "==" => Op::Eq,
+            "!=" => Op::Ne,
+            ">" => Op::Gt,
+            "<" => Op::Lt,
+            ">=" => Op::Ge,
+            "<=" => Op::Le,
+            "and" => Op::And,
+            "or" => Op::Or,
+            "unless" => Op::Unless,
+            _ => return None,
+        })
+    }
+
+    fn is_comparison(self) -> bool {
+        matches!(self, Op::Eq | Op::Ne | Op::Gt | Op::Lt | Op::Ge | Op::Le)
+    }
+
+    fn is_set(self) -> bool {
+        matches!(self, Op::And | Op::Or | Op::Unless)
+    }
+}
+
+/// Applies `op` to two floats: `(value, keep)`. Comparisons keep the left value when true.
+fn apply(op: Op, l: f64, r: f64) -> (f64, bool) {
+    match op {
+        Op::Add => (l + r, true),
+        Op::Sub => (l - r, true),
+        Op::Mul => (l * r, true),
+        Op::Div => (l / r, true),
+        Op::Mod => (l % r, true),
+        Op::Pow => (l.powf(r), true),
+        Op::Atan2 => (l.atan2(r), true),
+        Op::Eq => (l, l == r),
+        Op::Ne => (l, l != r),
+        Op::Gt => (l, l > r),
+        Op::Lt => (l, l < r),
+        Op::Ge => (l, l >= r),
+        Op::Le => (l, l <= r),
+        Op::And | Op::Or | Op::Unless => (l, false),
+    }
+}
+
+pub(crate) fn eval_binary(ev: &mut Evaluator<'_>, be: &BinaryExpr, ts: i64) -> Result<Val> {
+    let op_str = be.op.to_string();
+    let Some(op) = Op::parse(&op_str) else {
+        return exec_err(format!("unknown binary operator {op_str:?}"));
+    };
+    let return_bool = be.return_bool();
+    let lhs = ev.eval(&be.lhs, ts)?;
+    let rhs = ev.eval(&be.rhs, ts)?;
+    match (lhs, rhs) {
+        (Val::Scalar(l), Val::Scalar(r)) => {
+            let (v, keep) = apply(op, l, r);
+            if op.is_comparison() {
+                // The parser only allows comparisons of scalars with `bool`.
+                return Ok(Val::Scalar(if keep { 1.0 } else { 0.0 }));
+            }
+            Ok(Val::Scalar(v))
+        }
+        (Val::Vector(l), Val::Scalar(r)) => {
+            Ok(Val::Vector(vector_scalar(op, l, r, false, return_bool)))
+        }
+        (Val::Scalar(l), Val::Vector(r)) => {
+            Ok(Val::Vector(vector_scalar(op, r, l, true, return_bool)))
+        }
+        (Val::Vector(l), Val::Vector(r)) => {
+            let default = BinModifier::default();
+            let m = be.modifier.as_ref().unwrap_or(&default);
+            let out = match op {
+                Op::And => set_and(l, r, m, false),
+                Op::Unless => set_and(l, r, m, true),
+                Op::Or => set_or(l, r, m),
+                _ => vector_vector(op, l, r, m, return_bool)?,
+            };
+            check_unique(&out)?;
+            Ok(Val::Vector(out))
+        }
+        (l, r) => exec_err(format!(
+            "binary operator {op_str} not allowed between {} and {}",
+            l.type_name(),
+            r.type_name()
+        )),
+    }
+}
+
+fn vector_scalar(op: Op, vec: Vec<Elem>, s: f64, swap: bool, return_bool: bool) -> Vec<Elem> {
+    let mut out = Vec::with_capacity(vec.len());
+    for mut e in vec {
+        let (l, r) = if swap { (s, e.v) } else { (e.v, s) };
+        let (mut v, mut keep) = apply(op, l, r);
+        if op.is_comparison() && swap {
+            v = r;
+        }
+        if return_bool {
+            v = if keep { 1.0 } else { 0.0 };
+            keep = true;
+        }
+        if keep {
+            if !op.is_comparison() || return_bool {
+                e.labels = drop_name(&e.labels);
+            }
+            e.v = v;
+            out.push(e);
+        }
+    }
+    out
+}
+
+/// The matching signature of a series: the `on` labels, or all but the `ignoring` labels
+/// and the metric name.
+fn signature(l: &Labels, matching: &Option<LabelModifier>) -> Labels {
+    match matching {
+        Some(LabelModifier::Include(on)) => {
+            let names: Vec<&str> = on.labels.iter().map(String::as_str).collect();
+            l.keep(&names)
+        }
+        Some(LabelModifier::Exclude(ign)) => {
+            let mut names: Vec<&str> = ign.labels.iter().map(String::as_str).collect();
+            names.push(METRIC_NAME);
+            l.without(&names)
+        }
+        None => l.without(&[METRIC_NAME]),
+    }
+}
+
+fn set_and(l: Vec<Elem>, r: Vec<Elem>, m: &BinModifier, unless: bool) -> Vec<Elem> {
+    let sigs: HashSet<Labels> = r.iter().map(|e| signature(&e.labels, &m.matching)).collect();
+    l.into_iter().filter(|e| sigs.contains(&signature(&e.labels, &m.matching)) != unless).collect()
+}
+
+fn set_or(l: Vec<Elem>, r: Vec<Elem>, m: &BinModifier) -> Vec<Elem> {
+    let sigs: HashSet<Labels> = l.iter().map(|e| signature(&e.labels, &m.matching)).collect();
+    let mut out = l;
+    out.extend(r.into_iter().filter(|e| !sigs.contains(&signature(&e.labels, &m.matching))));
+    out
+}
+
+fn vector_vector(
+    op: Op,
+    lhs: Vec<Elem>,
+    rhs: Vec<Elem>,
+    m: &BinModifier,
+    return_bool: bool,
+) -> Result<Vec<Elem>> {
+    if lhs.is_empty() || rhs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let (card_one_to_many, include): (bool, Vec<String>) = match &m.card {
+        VectorMatchCardinality::OneToMany(ls) => (true, ls.labels.clone()),
+        VectorMatchCardinality::ManyToOne(ls) => (false, ls.labels.clone()),
+        _ => (false, Vec::new()),
+    };
+    let one_to_one =
+        matches!(m.card, VectorMatchCardinality::OneToOne | VectorMatchCardinality::ManyToMany);
+    let (many, one) = if card_one_to_many { (rhs, lhs) } else { (lhs, rhs) };
+    let mut right: HashMap<Labels, &Elem> = HashMap::with_capacity(one.len());
+    for rs in &one {
+        let sig = signature(&rs.labels, &m.matching);
+        if let Some(dup) = right.get(&sig) {
+            let side = if card_one_to_many { "left" } else { "right" };
+            return exec_err(format!(
+                "found duplicate series for the match group {sig} on the {side} hand-side of the operation: [{}, {}];many-to-many matching not allowed: matching labels must be unique on one side",
+                rs.labels, dup.labels
+            ));
+        }
+        right.insert(sig, rs);
+    }
+    let mut matched: HashMap<Labels, HashSet<Labels>> = HashMap::new();
+    let mut out = Vec::new();
+    for ls in &many {
+        let sig = signature(&ls.labels, &m.matching);
+        let Some(rs) = right.get(&sig) else { continue };
+        let (fl, fr) = if card_one_to_many { (rs.v, ls.v) } else { (ls.v, rs.v) };
+        let (mut v, keep) = apply(op, fl, fr);
+        if return_bool {
+            v = if keep { 1.0 } else { 0.0 };
+        } else if !keep {
+            continue;
+        }
+        let mut metric = result_metric(&ls.labels, &rs.labels, op, m, one_to_one, &include);
+        if return_bool {
+            metric = drop_name(&metric);
+        }
+        if one_to_one {
+            if matched.contains_key(&sig) {
+                return exec_err(
+                    "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)",
+                );
+            }
+            matched.insert(sig, HashSet::new());
+        } else {
+            let set = matched.entry(sig).or_default();
+            if !set.insert(metric.clone()) {
+                return exec_err(
+                    "multiple matches for labels: grouping labels must ensure unique matches",
+                );
+            }
+        }
+        out.push(Elem { labels: metric, v, t: ls.t });
+    }
+    Ok(out)
+}
+
+fn result_metric(
+    many: &Labels,
+    one: &Labels,
+    op: Op,
+    m: &BinModifier,
+    one_to_one: bool,
+    include: &[String],
+) -> Labels {
+    let mut l = if !op.is_comparison() && !op.is_set() { drop_name(many) } else { many.clone() };
+    if one_to_one {
+        match &m.matching {
+            Some(LabelModifier::Include(on)) => {
+                let names: Vec<&str> = on.labels.iter().map(String::as_str).collect();
+                l = l.keep(&names);
+            }
+            Some(LabelModifier::Exclude(ign)) => {
+                let names: Vec<&str> = ign.labels.iter().map(String::as_str).collect();
+                l = l.without(&names);
+            }
+            None => {}
+        }
+    }
+    for name in include {
+        l = l.with(name, one.get(name).unwrap_or(""));
+    }
+    l
+}

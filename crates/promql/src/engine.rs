@@ -1,0 +1,181 @@
+//! The query entry points: `Engine::instant_query` and `Engine::range_query`, their options,
+//! and the conversion of per-step results into API values.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use model::{Labels, Queryable, TenantId, Timestamp};
+use promql_parser::parser::{self, Expr};
+
+use crate::error::{Error, Result};
+use crate::eval::{Evaluator, Val};
+use crate::value::{Point, QueryResult, Sample, Series, Value};
+
+/// Knobs of the engine. `Default` gives Prometheus' defaults.
+#[derive(Clone, Debug)]
+pub struct EngineOptions {
+    /// How far back an instant selector looks for a sample (Prometheus `--query.lookback-delta`).
+    pub lookback_delta_ms: i64,
+    /// Upper bound on samples held in memory by one query (`--query.max-samples`).
+    pub max_samples: usize,
+    /// Wall-clock limit of one query (`--query.timeout`); `None` for no limit.
+    pub timeout: Option<Duration>,
+    /// Step of a subquery written without one (`[5m:]`); Prometheus uses the global
+    /// evaluation interval, 1m by default.
+    pub default_subquery_step_ms: i64,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            lookback_delta_ms: 5 * 60 * 1000,
+            max_samples: 50_000_000,
+            timeout: Some(Duration::from_secs(120)),
+            default_subquery_step_ms: 60 * 1000,
+        }
+    }
+}
+
+/// Evaluates PromQL over any `Queryable`. Stateless between queries; cheap to share.
+#[derive(Clone, Debug, Default)]
+pub struct Engine {
+    opts: EngineOptions,
+}
+
+impl Engine {
+    pub fn new(opts: EngineOptions) -> Engine {
+        Engine { opts }
+    }
+
+    pub fn options(&self) -> &EngineOptions {
+        &self.opts
+    }
+
+    /// Evaluates `query` at time `t` (milliseconds since the epoch).
+    pub fn instant_query(
+        &self,
+        storage: &dyn Queryable,
+        tenant: &TenantId,
+        query: &str,
+        t: Timestamp,
+    ) -> Result<QueryResult> {
+        let expr = parse(query)?;
+        self.instant_query_expr(storage, tenant, &expr, t)
+    }
+
+    /// `instant_query` of an already parsed expression.
+    pub(crate) fn instant_query_expr(
+        &self,
+        storage: &dyn Queryable,
+        tenant: &TenantId,
+        expr: &Expr,
+        t: Timestamp,
+    ) -> Result<QueryResult> {
+        let mut ev = self.evaluator(t, t);
+        ev.load(storage, tenant, expr, t, t)?;
+        let val = ev.eval(expr, t)?;
+        ev.check_samples(0)?;
+        let value = match val {
+            Val::Scalar(v) => Value::Scalar { t, v },
+            Val::Str(s) => Value::String { t, v: s },
+            Val::Vector(vs) => Value::Vector(
+                vs.into_iter().map(|e| Sample { labels: e.labels, t, v: e.v }).collect(),
+            ),
+            Val::Matrix(m) => {
+                let mut series: Vec<Series> = m
+                    .series
+                    .into_iter()
+                    .map(|s| Series { labels: s.labels, points: s.points })
+                    .collect();
+                series.sort_by(|a, b| a.labels.cmp(&b.labels));
+                Value::Matrix(series)
+            }
+        };
+        Ok(QueryResult { value, annotations: ev.annotations })
+    }
+
+    /// Evaluates `query` at every step from `start` to `end` inclusive; the result is a
+    /// matrix (or a scalar series), sorted by labels.
+    pub fn range_query(
+        &self,
+        storage: &dyn Queryable,
+        tenant: &TenantId,
+        query: &str,
+        start: Timestamp,
+        end: Timestamp,
+        step: i64,
+    ) -> Result<QueryResult> {
+        if step <= 0 {
+            return Err(Error::InvalidQuery(
+                "zero or negative query resolution step widths are not accepted. Try a positive integer".into(),
+            ));
+        }
+        if end < start {
+            return Err(Error::InvalidQuery("end timestamp must not be before start time".into()));
+        }
+        let expr = parse(query)?;
+        match expr.value_type() {
+            parser::value::ValueType::Matrix => {
+                return Err(Error::InvalidQuery(
+                    "invalid expression type \"range vector\" for range query, must be Scalar or instant Vector".into(),
+                ));
+            }
+            parser::value::ValueType::String => {
+                return Err(Error::InvalidQuery(
+                    "invalid expression type \"string\" for range query, must be Scalar or instant Vector".into(),
+                ));
+            }
+            _ => {}
+        }
+        let mut ev = self.evaluator(start, end);
+        ev.load(storage, tenant, &expr, start, end)?;
+        let mut index: HashMap<Labels, usize> = HashMap::new();
+        let mut out: Vec<Series> = Vec::new();
+        let mut held = 0usize;
+        let mut t = start;
+        while t <= end {
+            ev.check_deadline()?;
+            match ev.eval(&expr, t)? {
+                Val::Scalar(v) => {
+                    let i = *index.entry(Labels::empty()).or_insert_with(|| {
+                        out.push(Series { labels: Labels::empty(), points: Vec::new() });
+                        out.len() - 1
+                    });
+                    out[i].points.push(Point { t, v });
+                    held += 1;
+                }
+                Val::Vector(vs) => {
+                    for e in vs {
+                        let i = *index.entry(e.labels.clone()).or_insert_with(|| {
+                            out.push(Series { labels: e.labels, points: Vec::new() });
+                            out.len() - 1
+                        });
+                        out[i].points.push(Point { t, v: e.v });
+                        held += 1;
+                    }
+                }
+                Val::Str(_) | Val::Matrix(_) => {
+                    return Err(Error::InvalidQuery(
+                        "range query must evaluate to a scalar or an instant vector".into(),
+                    ));
+                }
+            }
+            ev.check_samples(held)?;
+            t = match t.checked_add(step) {
+                Some(n) => n,
+                None => break,
+            };
+        }
+        out.sort_by(|a, b| a.labels.cmp(&b.labels));
+        Ok(QueryResult { value: Value::Matrix(out), annotations: ev.annotations })
+    }
+
+    fn evaluator(&self, start: Timestamp, end: Timestamp) -> Evaluator<'_> {
+        Evaluator::new(&self.opts, start, end, self.opts.timeout.map(|d| Instant::now() + d))
+    }
+}
+
+/// Parses with promql-parser, mapping its error to ours.
+pub(crate) fn parse(query: &str) -> Result<Expr> {
+    parser::parse(query).map_err(Error::Parse)
+}
