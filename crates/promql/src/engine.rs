@@ -179,3 +179,94 @@ impl Engine {
 pub(crate) fn parse(query: &str) -> Result<Expr> {
     parser::parse(query).map_err(Error::Parse)
 }
+
+#[cfg(test)]
+mod tests {
+    use model::{Appendable, Sample as ModelSample, SeriesWrite, WriteBatch};
+
+    use super::*;
+    use crate::testing::MemStorage;
+
+    /// `foo{i="0".."2"}` with value `i * 10 + minute` every minute for 10 minutes.
+    fn storage() -> MemStorage {
+        let s = MemStorage::new();
+        let mut batch = WriteBatch::default();
+        for i in 0..3 {
+            batch.series.push(SeriesWrite {
+                labels: Labels::from_pairs([("__name__", "foo"), ("i", &i.to_string())]).unwrap(),
+                samples: (0..10)
+                    .map(|m| ModelSample { t: m * 60_000, v: (i * 10 + m) as f64 })
+                    .collect(),
+                ..Default::default()
+            });
+        }
+        s.append(&TenantId::default_tenant(), batch).unwrap();
+        s
+    }
+
+    fn check_instant(engine: &Engine, query: &str, t: i64, expected: &str) {
+        let got = match engine.instant_query(&storage(), &TenantId::default_tenant(), query, t) {
+            Ok(r) => match r.value {
+                Value::Vector(v) => {
+                    v.iter().map(|s| format!("{} {}", s.labels, s.v)).collect::<Vec<_>>().join("; ")
+                }
+                Value::Scalar { v, .. } => format!("scalar {v}"),
+                other => format!("{other:?}"),
+            },
+            Err(e) => format!("error: {e}"),
+        };
+        assert_eq!(got, expected, "{query}");
+    }
+
+    #[test]
+    fn instant_queries() {
+        let e = Engine::default();
+        check_instant(&e, "sum(foo)", 120_000, "{} 36");
+        check_instant(&e, "foo{i=\"1\"} offset 1m", 120_000, "foo{i=\"1\"} 11");
+        check_instant(&e, "sort_desc(foo)", 0, "foo{i=\"2\"} 20; foo{i=\"1\"} 10; foo{i=\"0\"} 0");
+        check_instant(&e, "scalar(foo{i=\"0\"} @ 300)", 0, "scalar 5");
+        check_instant(&e, "foo", 20 * 60_000, "");
+        check_instant(&e, "sum(", 0, "error: unclosed left parenthesis");
+    }
+
+    #[test]
+    fn limits_are_errors() {
+        let tight = Engine::new(EngineOptions { max_samples: 2, ..EngineOptions::default() });
+        check_instant(
+            &tight,
+            "foo",
+            0,
+            "error: query processing would load too many samples into memory in query execution",
+        );
+        let no_time = Engine::new(EngineOptions {
+            timeout: Some(Duration::ZERO),
+            ..EngineOptions::default()
+        });
+        let r =
+            no_time.range_query(&storage(), &TenantId::default_tenant(), "foo", 0, 60_000, 1000);
+        assert_eq!(
+            r.map(|_| ()).map_err(|e| e.to_string()),
+            Err("query timed out in query execution".into())
+        );
+    }
+
+    #[test]
+    fn range_query_is_sorted_matrix() {
+        let r = Engine::default()
+            .range_query(&storage(), &TenantId::default_tenant(), "foo * 2", 0, 120_000, 60_000)
+            .unwrap();
+        let Value::Matrix(m) = r.value else { panic!("not a matrix") };
+        let got: Vec<String> = m
+            .iter()
+            .map(|s| format!("{} {:?}", s.labels, s.points.iter().map(|p| p.v).collect::<Vec<_>>()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                "{i=\"0\"} [0.0, 2.0, 4.0]",
+                "{i=\"1\"} [20.0, 22.0, 24.0]",
+                "{i=\"2\"} [40.0, 42.0, 44.0]"
+            ]
+        );
+    }
+}

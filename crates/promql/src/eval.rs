@@ -42,7 +42,7 @@ pub(crate) struct MatrixVal {
 
 impl MatrixVal {
     pub fn range_secs(&self) -> f64 {
-        (self.range_end - self.range_start) as f64 / 1000.0
+        self.range_end.saturating_sub(self.range_start) as f64 / 1000.0
     }
 }
 
@@ -218,7 +218,13 @@ impl<'a> Evaluator<'a> {
                 };
                 let off = offset_ms(&sq.offset);
                 let range = duration_ms(&sq.range);
-                self.load(q, tenant, &sq.expr, lo - off - range, hi - off)
+                self.load(
+                    q,
+                    tenant,
+                    &sq.expr,
+                    lo.saturating_sub(off).saturating_sub(range),
+                    hi.saturating_sub(off),
+                )
             }
             Expr::Aggregate(a) => {
                 if let Some(p) = &a.param {
@@ -314,14 +320,14 @@ impl<'a> Evaluator<'a> {
                 self.eval_matrix_selector(&ms.vs, range, ts).map(Val::Matrix)
             }
             Expr::Subquery(sq) => {
-                let base = self.at_ms(&sq.at).unwrap_or(ts) - offset_ms(&sq.offset);
+                let base = self.at_ms(&sq.at).unwrap_or(ts).saturating_sub(offset_ms(&sq.offset));
                 let range = duration_ms(&sq.range);
                 let step = match &sq.step {
                     Some(s) if duration_ms(s) > 0 => duration_ms(s),
                     _ => self.opts.default_subquery_step_ms.max(1),
                 };
-                let from = base - range;
-                let mut t = from.div_euclid(step) * step + step;
+                let from = base.saturating_sub(range);
+                let mut t = from.div_euclid(step).saturating_mul(step).saturating_add(step);
                 let mut index: HashMap<Labels, usize> = HashMap::new();
                 let mut series: Vec<RangeElem> = Vec::new();
                 let mut n = 0usize;
@@ -356,9 +362,12 @@ impl<'a> Evaluator<'a> {
                             ));
                         }
                     }
-                    t += step;
+                    self.count_samples(std::mem::take(&mut n))?;
+                    t = match t.checked_add(step) {
+                        Some(t) => t,
+                        None => break,
+                    };
                 }
-                self.count_samples(n)?;
                 Ok(Val::Matrix(MatrixVal { series, range_start: from, range_end: base }))
             }
             Expr::Call(c) => crate::functions::eval_call(self, c, ts),
@@ -372,7 +381,7 @@ impl<'a> Evaluator<'a> {
 
     /// The newest non-stale sample of each series in `(t - lookback, t]`.
     pub fn eval_vector_selector(&mut self, vs: &VectorSelector, ts: i64) -> Result<Vec<Elem>> {
-        let t = self.at_ms(&vs.at).unwrap_or(ts) - offset_ms(&vs.offset);
+        let t = self.at_ms(&vs.at).unwrap_or(ts).saturating_sub(offset_ms(&vs.offset));
         let data = self.loaded(vs)?;
         let lb = self.opts.lookback_delta_ms;
         let mut out = Vec::new();
@@ -382,7 +391,7 @@ impl<'a> Evaluator<'a> {
                 continue;
             }
             let smp = s.samples[i - 1];
-            if smp.t <= t - lb || is_stale_nan(smp.v) {
+            if smp.t <= t.saturating_sub(lb) || is_stale_nan(smp.v) {
                 continue;
             }
             out.push(Elem { labels: s.labels.clone(), v: smp.v, t: smp.t });
@@ -398,12 +407,12 @@ impl<'a> Evaluator<'a> {
         range: i64,
         ts: i64,
     ) -> Result<MatrixVal> {
-        let t = self.at_ms(&vs.at).unwrap_or(ts) - offset_ms(&vs.offset);
+        let t = self.at_ms(&vs.at).unwrap_or(ts).saturating_sub(offset_ms(&vs.offset));
         let data = self.loaded(vs)?;
         let mut series = Vec::new();
         let mut n = 0;
         for s in data.iter() {
-            let lo = s.samples.partition_point(|x| x.t <= t - range);
+            let lo = s.samples.partition_point(|x| x.t <= t.saturating_sub(range));
             let hi = s.samples.partition_point(|x| x.t <= t);
             let points: Vec<Point> = s.samples[lo..hi]
                 .iter()
@@ -416,7 +425,7 @@ impl<'a> Evaluator<'a> {
             }
         }
         self.count_samples(n)?;
-        Ok(MatrixVal { series, range_start: t - range, range_end: t })
+        Ok(MatrixVal { series, range_start: t.saturating_sub(range), range_end: t })
     }
 
     /// Evaluates to an instant vector or fails naming what it got.
