@@ -2,6 +2,7 @@
 //! `by` / `without` grouping, at one evaluation step.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use model::{Labels, METRIC_NAME};
 use promql_parser::parser::{AggregateExpr, LabelModifier};
@@ -9,6 +10,7 @@ use promql_parser::parser::{AggregateExpr, LabelModifier};
 use crate::error::{Result, exec_err};
 use crate::eval::{Elem, Evaluator, Val};
 use crate::functions::{format_float, kahan_sum_inc, quantile};
+use crate::histogram;
 
 fn group_key(l: &Labels, modifier: &Option<LabelModifier>) -> Labels {
     match modifier {
@@ -64,8 +66,15 @@ pub(crate) fn eval_aggregate(ev: &mut Evaluator<'_>, a: &AggregateExpr, ts: i64)
             }
             let k = usize::try_from(k).unwrap_or(usize::MAX);
             let mut out = Vec::new();
+            if op != "limitk" && input.iter().any(|e| e.h.is_some()) {
+                ev.annotations.info(format!("ignored histogram in {op} aggregation"));
+            }
             for (_, idx) in groups(&input, &a.modifier) {
-                let mut members: Vec<&Elem> = idx.iter().map(|&i| &input[i]).collect();
+                let mut members: Vec<&Elem> = idx
+                    .iter()
+                    .map(|&i| &input[i])
+                    .filter(|e| op == "limitk" || e.h.is_none())
+                    .collect();
                 match op.as_str() {
                     "topk" => members.sort_by(|x, y| cmp_desc_nan_last(x.v, y.v)),
                     "bottomk" => members.sort_by(|x, y| cmp_asc_nan_last(x.v, y.v)),
@@ -93,7 +102,7 @@ pub(crate) fn eval_aggregate(ev: &mut Evaluator<'_>, a: &AggregateExpr, ts: i64)
                     Some(&i) => out[i].v += 1.0,
                     None => {
                         index.insert(key.clone(), out.len());
-                        out.push(Elem { labels: key, v: 1.0, t: ts });
+                        out.push(Elem::float(key, 1.0, ts));
                     }
                 }
             }
@@ -114,12 +123,64 @@ pub(crate) fn eval_aggregate(ev: &mut Evaluator<'_>, a: &AggregateExpr, ts: i64)
             };
             let mut out = Vec::new();
             for (key, idx) in groups(&input, &a.modifier) {
-                let vals: Vec<f64> = idx.iter().map(|&i| input[i].v).collect();
+                let vals: Vec<f64> =
+                    idx.iter().filter(|&&i| input[i].h.is_none()).map(|&i| input[i].v).collect();
+                let hists: Vec<&Arc<model::FloatHistogram>> =
+                    idx.iter().filter_map(|&i| input[i].h.as_ref()).collect();
+                match op.as_str() {
+                    "count" => {
+                        out.push(Elem::float(key, idx.len() as f64, ts));
+                        continue;
+                    }
+                    "group" => {
+                        out.push(Elem::float(key, 1.0, ts));
+                        continue;
+                    }
+                    "sum" | "avg" if !hists.is_empty() => {
+                        if !vals.is_empty() {
+                            ev.annotations.warn(
+                                "encountered a mix of histograms and floats for aggregation".into(),
+                            );
+                            continue;
+                        }
+                        let mut acc = (**hists[0]).clone();
+                        let mut failed = false;
+                        for h in &hists[1..] {
+                            match histogram::add(&acc, h, 1.0) {
+                                Ok(s) => acc = s,
+                                Err(e) => {
+                                    ev.annotations.warn(histogram::incompatible_msg(e, ""));
+                                    failed = true;
+                                    break;
+                                }
+                            }
+                        }
+                        if failed {
+                            continue;
+                        }
+                        if op == "avg" {
+                            acc = histogram::divide(&acc, hists.len() as f64);
+                        }
+                        acc.counter_reset_hint = histogram::HINT_GAUGE;
+                        out.push(Elem {
+                            labels: key,
+                            v: 0.0,
+                            t: ts,
+                            h: Some(Arc::new(histogram::compact(acc))),
+                        });
+                        continue;
+                    }
+                    _ => {}
+                }
+                if !hists.is_empty() && !matches!(op.as_str(), "sum" | "avg") {
+                    ev.annotations.info(format!("ignored histogram in {op} aggregation"));
+                }
+                if vals.is_empty() {
+                    continue;
+                }
                 let v = match op.as_str() {
                     "sum" => sum(&vals),
                     "avg" => avg(&vals),
-                    "count" => vals.len() as f64,
-                    "group" => 1.0,
                     "min" => vals
                         .iter()
                         .skip(1)
@@ -133,7 +194,7 @@ pub(crate) fn eval_aggregate(ev: &mut Evaluator<'_>, a: &AggregateExpr, ts: i64)
                     "quantile" => quantile(q, vals),
                     _ => return exec_err(format!("unsupported aggregation {op}")),
                 };
-                out.push(Elem { labels: key, v, t: ts });
+                out.push(Elem::float(key, v, ts));
             }
             out
         }

@@ -2,12 +2,15 @@
 //! operators, and vector matching (`on`, `ignoring`, `group_left`, `group_right`).
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
-use model::{Labels, METRIC_NAME};
+use model::{FloatHistogram, Labels, METRIC_NAME};
 use promql_parser::parser::{BinModifier, BinaryExpr, LabelModifier, VectorMatchCardinality};
 
 use crate::error::{Result, exec_err};
 use crate::eval::{Elem, Evaluator, Val, check_unique, drop_name};
+use crate::histogram::{self, Incompatible};
+use crate::value::Annotations;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Op {
@@ -81,6 +84,72 @@ fn apply(op: Op, l: f64, r: f64) -> (f64, bool) {
     }
 }
 
+/// Why an element pair produced no result: an annotation to raise.
+enum Dropped {
+    Info(String),
+    Warn(String),
+}
+
+type Hist = Option<Arc<FloatHistogram>>;
+
+/// `op` on two elements, either of which may be a histogram: `(value, histogram, keep)`.
+fn elem_binop(
+    op: Op,
+    op_str: &str,
+    l: f64,
+    lh: &Hist,
+    r: f64,
+    rh: &Hist,
+    name: &str,
+) -> Result<(f64, Hist, bool), Dropped> {
+    let incompatible = |a: &str, b: &str| {
+        Dropped::Info(format!(
+            "incompatible sample types encountered for binary operator {op_str:?}: {a} {op_str} {b}"
+        ))
+    };
+    let combine_err = |e: Incompatible| match e {
+        Incompatible::MixedSchemas => Dropped::Warn(format!(
+            "vector contains a mix of histograms with exponential and custom buckets schemas for metric name {name:?}"
+        )),
+        Incompatible::CustomBounds => Dropped::Warn(format!(
+            "vector contains histograms with incompatible custom buckets for metric name {name:?}"
+        )),
+    };
+    match (lh, rh) {
+        (None, None) => {
+            let (v, keep) = apply(op, l, r);
+            Ok((v, None, keep))
+        }
+        (None, Some(h)) => match op {
+            Op::Mul => Ok((0.0, Some(Arc::new(histogram::scale(h, l))), true)),
+            _ => Err(incompatible("float", "histogram")),
+        },
+        (Some(h), None) => match op {
+            Op::Mul => Ok((0.0, Some(Arc::new(histogram::scale(h, r))), true)),
+            Op::Div => Ok((0.0, Some(Arc::new(histogram::divide(h, r))), true)),
+            _ => Err(incompatible("histogram", "float")),
+        },
+        (Some(a), Some(b)) => match op {
+            Op::Add | Op::Sub => {
+                let sign = if op == Op::Add { 1.0 } else { -1.0 };
+                let mut res = histogram::add(a, b, sign).map_err(combine_err)?;
+                res.counter_reset_hint = histogram::HINT_GAUGE;
+                Ok((0.0, Some(Arc::new(histogram::compact(res))), true))
+            }
+            Op::Eq => Ok((0.0, Some(a.clone()), histogram::equals(a, b))),
+            Op::Ne => Ok((0.0, Some(a.clone()), !histogram::equals(a, b))),
+            _ => Err(incompatible("histogram", "histogram")),
+        },
+    }
+}
+
+fn annotate(annos: &mut Annotations, d: Dropped) {
+    match d {
+        Dropped::Info(m) => annos.info(m),
+        Dropped::Warn(m) => annos.warn(m),
+    }
+}
+
 pub(crate) fn eval_binary(ev: &mut Evaluator<'_>, be: &BinaryExpr, ts: i64) -> Result<Val> {
     let op_str = be.op.to_string();
     let Some(op) = Op::parse(&op_str) else {
@@ -99,10 +168,10 @@ pub(crate) fn eval_binary(ev: &mut Evaluator<'_>, be: &BinaryExpr, ts: i64) -> R
             Ok(Val::Scalar(v))
         }
         (Val::Vector(l), Val::Scalar(r)) => {
-            Ok(Val::Vector(vector_scalar(op, l, r, false, return_bool)))
+            Ok(Val::Vector(vector_scalar(ev, op, &op_str, l, r, false, return_bool)))
         }
         (Val::Scalar(l), Val::Vector(r)) => {
-            Ok(Val::Vector(vector_scalar(op, r, l, true, return_bool)))
+            Ok(Val::Vector(vector_scalar(ev, op, &op_str, r, l, true, return_bool)))
         }
         (Val::Vector(l), Val::Vector(r)) => {
             let default = BinModifier::default();
@@ -111,7 +180,7 @@ pub(crate) fn eval_binary(ev: &mut Evaluator<'_>, be: &BinaryExpr, ts: i64) -> R
                 Op::And => set_and(l, r, m, false),
                 Op::Unless => set_and(l, r, m, true),
                 Op::Or => set_or(l, r, m),
-                _ => vector_vector(op, l, r, m, return_bool)?,
+                _ => vector_vector(ev, op, &op_str, l, r, m, return_bool)?,
             };
             check_unique(&out)?;
             Ok(Val::Vector(out))
@@ -124,16 +193,36 @@ pub(crate) fn eval_binary(ev: &mut Evaluator<'_>, be: &BinaryExpr, ts: i64) -> R
     }
 }
 
-fn vector_scalar(op: Op, vec: Vec<Elem>, s: f64, swap: bool, return_bool: bool) -> Vec<Elem> {
+fn vector_scalar(
+    ev: &mut Evaluator<'_>,
+    op: Op,
+    op_str: &str,
+    vec: Vec<Elem>,
+    s: f64,
+    swap: bool,
+    return_bool: bool,
+) -> Vec<Elem> {
     let mut out = Vec::with_capacity(vec.len());
     for mut e in vec {
-        let (l, r) = if swap { (s, e.v) } else { (e.v, s) };
-        let (mut v, mut keep) = apply(op, l, r);
+        let name = e.labels.metric_name().unwrap_or("").to_string();
+        let res = if swap {
+            elem_binop(op, op_str, s, &None, e.v, &e.h, &name)
+        } else {
+            elem_binop(op, op_str, e.v, &e.h, s, &None, &name)
+        };
+        let (mut v, mut h, mut keep) = match res {
+            Ok(x) => x,
+            Err(d) => {
+                annotate(&mut ev.annotations, d);
+                continue;
+            }
+        };
         if op.is_comparison() && swap {
-            v = r;
+            v = e.v;
         }
         if return_bool {
             v = if keep { 1.0 } else { 0.0 };
+            h = None;
             keep = true;
         }
         if keep {
@@ -141,6 +230,7 @@ fn vector_scalar(op: Op, vec: Vec<Elem>, s: f64, swap: bool, return_bool: bool) 
                 e.labels = drop_name(&e.labels);
             }
             e.v = v;
+            e.h = h;
             out.push(e);
         }
     }
@@ -177,7 +267,9 @@ fn set_or(l: Vec<Elem>, r: Vec<Elem>, m: &BinModifier) -> Vec<Elem> {
 }
 
 fn vector_vector(
+    ev: &mut Evaluator<'_>,
     op: Op,
+    op_str: &str,
     lhs: Vec<Elem>,
     rhs: Vec<Elem>,
     m: &BinModifier,
@@ -211,10 +303,18 @@ fn vector_vector(
     for ls in &many {
         let sig = signature(&ls.labels, &m.matching);
         let Some(rs) = right.get(&sig) else { continue };
-        let (fl, fr) = if card_one_to_many { (rs.v, ls.v) } else { (ls.v, rs.v) };
-        let (mut v, keep) = apply(op, fl, fr);
+        let (l, r) = if card_one_to_many { (*rs, ls) } else { (ls, *rs) };
+        let name = ls.labels.metric_name().unwrap_or("").to_string();
+        let (mut v, mut h, keep) = match elem_binop(op, op_str, l.v, &l.h, r.v, &r.h, &name) {
+            Ok(x) => x,
+            Err(d) => {
+                annotate(&mut ev.annotations, d);
+                continue;
+            }
+        };
         if return_bool {
             v = if keep { 1.0 } else { 0.0 };
+            h = None;
         } else if !keep {
             continue;
         }
@@ -237,7 +337,7 @@ fn vector_vector(
                 );
             }
         }
-        out.push(Elem { labels: metric, v, t: ls.t });
+        out.push(Elem { labels: metric, v, t: ls.t, h });
     }
     Ok(out)
 }

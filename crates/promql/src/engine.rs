@@ -9,7 +9,7 @@ use promql_parser::parser::{self, Expr};
 
 use crate::error::{Error, Result};
 use crate::eval::{Evaluator, Val};
-use crate::value::{Point, QueryResult, Sample, Series, Value};
+use crate::value::{HistogramPoint, Point, QueryResult, Sample, Series, Value};
 
 /// Knobs of the engine. `Default` gives Prometheus' defaults.
 #[derive(Clone, Debug)]
@@ -79,13 +79,17 @@ impl Engine {
             Val::Scalar(v) => Value::Scalar { t, v },
             Val::Str(s) => Value::String { t, v: s },
             Val::Vector(vs) => Value::Vector(
-                vs.into_iter().map(|e| Sample { labels: e.labels, t, v: e.v }).collect(),
+                vs.into_iter().map(|e| Sample { labels: e.labels, t, v: e.v, h: e.h }).collect(),
             ),
             Val::Matrix(m) => {
                 let mut series: Vec<Series> = m
                     .series
                     .into_iter()
-                    .map(|s| Series { labels: s.labels, points: s.points })
+                    .map(|s| Series {
+                        labels: s.labels,
+                        points: s.points,
+                        histograms: s.histograms,
+                    })
                     .collect();
                 series.sort_by(|a, b| a.labels.cmp(&b.labels));
                 Value::Matrix(series)
@@ -138,7 +142,11 @@ impl Engine {
             match ev.eval(&expr, t)? {
                 Val::Scalar(v) => {
                     let i = *index.entry(Labels::empty()).or_insert_with(|| {
-                        out.push(Series { labels: Labels::empty(), points: Vec::new() });
+                        out.push(Series {
+                            labels: Labels::empty(),
+                            points: Vec::new(),
+                            histograms: Vec::new(),
+                        });
                         out.len() - 1
                     });
                     out[i].points.push(Point { t, v });
@@ -147,10 +155,17 @@ impl Engine {
                 Val::Vector(vs) => {
                     for e in vs {
                         let i = *index.entry(e.labels.clone()).or_insert_with(|| {
-                            out.push(Series { labels: e.labels, points: Vec::new() });
+                            out.push(Series {
+                                labels: e.labels,
+                                points: Vec::new(),
+                                histograms: Vec::new(),
+                            });
                             out.len() - 1
                         });
-                        out[i].points.push(Point { t, v: e.v });
+                        match e.h {
+                            Some(h) => out[i].histograms.push(HistogramPoint { t, h }),
+                            None => out[i].points.push(Point { t, v: e.v }),
+                        }
                         held += 1;
                     }
                 }

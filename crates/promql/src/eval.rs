@@ -7,14 +7,15 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use model::{
-    Labels, METRIC_NAME, MatchOp, Matcher, Queryable, SelectHints, TenantId, is_stale_nan,
+    FloatHistogram, Labels, METRIC_NAME, MatchOp, Matcher, Queryable, SelectHints, TenantId,
+    is_stale_nan,
 };
 use promql_parser::label::MatchOp as PMatchOp;
 use promql_parser::parser::{AtModifier, Expr, Offset, VectorSelector};
 
 use crate::engine::EngineOptions;
 use crate::error::{Error, Result, exec_err};
-use crate::value::{Annotations, Point};
+use crate::value::{Annotations, HistogramPoint, Point};
 
 /// One element of an instant vector during evaluation. `t` is the sample's own timestamp,
 /// which only `timestamp()` looks at.
@@ -23,6 +24,14 @@ pub(crate) struct Elem {
     pub labels: Labels,
     pub v: f64,
     pub t: i64,
+    /// Set for a native histogram sample (then `v` is meaningless).
+    pub h: Option<Arc<FloatHistogram>>,
+}
+
+impl Elem {
+    pub fn float(labels: Labels, v: f64, t: i64) -> Elem {
+        Elem { labels, v, t, h: None }
+    }
 }
 
 /// One series of a range vector at one evaluation step.
@@ -30,6 +39,7 @@ pub(crate) struct Elem {
 pub(crate) struct RangeElem {
     pub labels: Labels,
     pub points: Vec<Point>,
+    pub histograms: Vec<HistogramPoint>,
 }
 
 /// A range vector at one step, with the window `(range_start, range_end]` it covers.
@@ -69,6 +79,7 @@ impl Val {
 struct Loaded {
     labels: Labels,
     samples: Vec<model::Sample>,
+    histograms: Vec<HistogramPoint>,
 }
 
 pub(crate) struct Evaluator<'a> {
@@ -276,7 +287,12 @@ impl<'a> Evaluator<'a> {
             for s in q.select(tenant, hints, &ms)? {
                 let s = s?;
                 if seen.insert(s.labels.clone()) {
-                    out.push(Loaded { labels: s.labels, samples: s.samples });
+                    let histograms = s
+                        .histograms
+                        .into_iter()
+                        .map(|h| HistogramPoint { t: h.t, h: Arc::new(*h.h) })
+                        .collect();
+                    out.push(Loaded { labels: s.labels, samples: s.samples, histograms });
                 }
             }
         }
@@ -304,7 +320,12 @@ impl<'a> Evaluator<'a> {
                 Val::Vector(vs) => {
                     let out: Vec<Elem> = vs
                         .into_iter()
-                        .map(|e| Elem { labels: drop_name(&e.labels), v: -e.v, t: e.t })
+                        .map(|e| Elem {
+                            labels: drop_name(&e.labels),
+                            v: -e.v,
+                            t: e.t,
+                            h: e.h.map(|h| Arc::new(crate::histogram::scale(&h, -1.0))),
+                        })
                         .collect();
                     check_unique(&out)?;
                     Ok(Val::Vector(out))
@@ -337,10 +358,17 @@ impl<'a> Evaluator<'a> {
                         Val::Vector(vs) => {
                             for e in vs {
                                 let i = *index.entry(e.labels.clone()).or_insert_with(|| {
-                                    series.push(RangeElem { labels: e.labels, points: Vec::new() });
+                                    series.push(RangeElem {
+                                        labels: e.labels,
+                                        points: Vec::new(),
+                                        histograms: Vec::new(),
+                                    });
                                     series.len() - 1
                                 });
-                                series[i].points.push(Point { t, v: e.v });
+                                match e.h {
+                                    Some(h) => series[i].histograms.push(HistogramPoint { t, h }),
+                                    None => series[i].points.push(Point { t, v: e.v }),
+                                }
                                 n += 1;
                             }
                         }
@@ -349,6 +377,7 @@ impl<'a> Evaluator<'a> {
                                 series.push(RangeElem {
                                     labels: Labels::empty(),
                                     points: Vec::new(),
+                                    histograms: Vec::new(),
                                 });
                                 series.len() - 1
                             });
@@ -387,14 +416,27 @@ impl<'a> Evaluator<'a> {
         let mut out = Vec::new();
         for s in data.iter() {
             let i = s.samples.partition_point(|x| x.t <= t);
-            if i == 0 {
-                continue;
+            let f = if i == 0 { None } else { Some(s.samples[i - 1]) };
+            let j = s.histograms.partition_point(|x| x.t <= t);
+            let h = if j == 0 { None } else { Some(&s.histograms[j - 1]) };
+            let min_t = t.saturating_sub(lb);
+            // The newer of the float and the histogram sample wins.
+            let newest = match (f, h) {
+                (Some(f), h) if h.is_none_or(|h| h.t < f.t) => Some((f.t, f.v, None)),
+                (_, Some(h)) => Some((h.t, h.h.sum, Some(h.h.clone()))),
+                _ => None,
+            };
+            if let Some((st, v, h)) = newest
+                && st > min_t
+                && !is_stale_nan(v)
+            {
+                out.push(Elem {
+                    labels: s.labels.clone(),
+                    v: if h.is_some() { 0.0 } else { v },
+                    t: st,
+                    h,
+                });
             }
-            let smp = s.samples[i - 1];
-            if smp.t <= t.saturating_sub(lb) || is_stale_nan(smp.v) {
-                continue;
-            }
-            out.push(Elem { labels: s.labels.clone(), v: smp.v, t: smp.t });
         }
         self.count_samples(out.len())?;
         Ok(out)
@@ -412,16 +454,21 @@ impl<'a> Evaluator<'a> {
         let mut series = Vec::new();
         let mut n = 0;
         for s in data.iter() {
-            let lo = s.samples.partition_point(|x| x.t <= t.saturating_sub(range));
+            let start = t.saturating_sub(range);
+            let lo = s.samples.partition_point(|x| x.t <= start);
             let hi = s.samples.partition_point(|x| x.t <= t);
             let points: Vec<Point> = s.samples[lo..hi]
                 .iter()
                 .filter(|x| !is_stale_nan(x.v))
                 .map(|x| Point { t: x.t, v: x.v })
                 .collect();
-            if !points.is_empty() {
-                n += points.len();
-                series.push(RangeElem { labels: s.labels.clone(), points });
+            let lo = s.histograms.partition_point(|x| x.t <= start);
+            let hi = s.histograms.partition_point(|x| x.t <= t);
+            let histograms: Vec<HistogramPoint> =
+                s.histograms[lo..hi].iter().filter(|x| !is_stale_nan(x.h.sum)).cloned().collect();
+            if !points.is_empty() || !histograms.is_empty() {
+                n += points.len() + histograms.len();
+                series.push(RangeElem { labels: s.labels.clone(), points, histograms });
             }
         }
         self.count_samples(n)?;

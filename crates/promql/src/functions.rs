@@ -1,18 +1,21 @@
 //! PromQL functions: range-vector functions (`rate`, `*_over_time`, ...), instant-vector math,
 //! label manipulation, date functions, `histogram_quantile` over classic buckets, and sorting.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Datelike, NaiveDate, Timelike, Utc};
-use model::{Labels, METRIC_NAME};
+use std::sync::Arc;
+
+use model::{FloatHistogram, Labels, METRIC_NAME};
 use promql_parser::label::MatchOp as PMatchOp;
 use promql_parser::parser::{Call, Expr};
 use regex::Regex;
 
 use crate::aggregate::{avg, cmp_asc_nan_last, cmp_desc_nan_last};
 use crate::error::{Result, exec_err};
-use crate::eval::{Elem, Evaluator, MatrixVal, Val, check_unique, drop_name};
-use crate::value::Point;
+use crate::eval::{Elem, Evaluator, MatrixVal, RangeElem, Val, check_unique, drop_name};
+use crate::histogram;
+use crate::value::{Annotations, Point};
 
 /// Neumaier's improvement of Kahan summation: adds `inc` to `sum` with compensation `c`.
 pub(crate) fn kahan_sum_inc(inc: f64, sum: f64, mut c: f64) -> (f64, f64) {
@@ -126,27 +129,63 @@ fn take_matrix(args: &mut [Val], i: usize, name: &str) -> Result<MatrixVal> {
     }
 }
 
+/// Output of a range function for one series: a float or a histogram.
+enum Out {
+    F(f64),
+    H(FloatHistogram),
+}
+
 /// Applies `f` to each series of a range vector; the metric name is dropped unless `keep`.
 fn over_matrix(
     m: &MatrixVal,
     ts: i64,
     keep: bool,
-    f: impl Fn(&[Point]) -> Option<f64>,
+    mut f: impl FnMut(&RangeElem) -> Option<Out>,
 ) -> Vec<Elem> {
     m.series
         .iter()
         .filter_map(|s| {
-            f(&s.points).map(|v| Elem {
-                labels: if keep { s.labels.clone() } else { drop_name(&s.labels) },
-                v,
-                t: ts,
-            })
+            let labels = if keep { s.labels.clone() } else { drop_name(&s.labels) };
+            match f(s)? {
+                Out::F(v) => Some(Elem::float(labels, v, ts)),
+                Out::H(h) => Some(Elem { labels, v: 0.0, t: ts, h: Some(Arc::new(h)) }),
+            }
         })
         .collect()
 }
 
+/// For float-only range functions: the float points, with an info when histograms were
+/// ignored beside them.
+fn floats_only<'s>(annos: &mut Annotations, s: &'s RangeElem) -> Option<&'s [Point]> {
+    if !s.histograms.is_empty() && !s.points.is_empty() {
+        annos.info(format!(
+            "ignored histograms in a range containing both floats and histograms for metric name {:?}",
+            s.labels.metric_name().unwrap_or("")
+        ));
+    }
+    if s.points.is_empty() { None } else { Some(&s.points) }
+}
+
+fn mixed_warning(annos: &mut Annotations, s: &RangeElem) {
+    annos.warn(format!(
+        "encountered a mix of histograms and floats for metric name {:?}",
+        s.labels.metric_name().unwrap_or("")
+    ));
+}
+
+/// Applies `f` to float elements; histograms are dropped, as Prometheus' simple functions do.
 fn map_vector(v: Vec<Elem>, f: impl Fn(f64) -> f64) -> Vec<Elem> {
-    v.into_iter().map(|e| Elem { labels: drop_name(&e.labels), v: f(e.v), t: e.t }).collect()
+    v.into_iter()
+        .filter(|e| e.h.is_none())
+        .map(|e| Elem::float(drop_name(&e.labels), f(e.v), e.t))
+        .collect()
+}
+
+/// Applies `f` to histogram elements; floats are dropped.
+fn map_histograms(v: Vec<Elem>, ts: i64, f: impl Fn(&FloatHistogram) -> f64) -> Vec<Elem> {
+    v.into_iter()
+        .filter_map(|e| e.h.as_ref().map(|h| Elem::float(drop_name(&e.labels), f(h), ts)))
+        .collect()
 }
 
 pub(crate) fn eval_call(ev: &mut Evaluator<'_>, call: &Call, ts: i64) -> Result<Val> {
@@ -158,7 +197,7 @@ pub(crate) fn eval_call(ev: &mut Evaluator<'_>, call: &Call, ts: i64) -> Result<
         let v = ev.eval_vector_selector(vs, ts)?;
         let out: Vec<Elem> = v
             .into_iter()
-            .map(|e| Elem { labels: drop_name(&e.labels), v: e.t as f64 / 1000.0, t: ts })
+            .map(|e| Elem::float(drop_name(&e.labels), e.t as f64 / 1000.0, ts))
             .collect();
         check_unique(&out)?;
         return Ok(Val::Vector(out));
@@ -167,18 +206,23 @@ pub(crate) fn eval_call(ev: &mut Evaluator<'_>, call: &Call, ts: i64) -> Result<
     for e in exprs {
         args.push(ev.eval(e, ts)?);
     }
+    let annos = &mut ev.annotations;
     let out = match name {
         "time" => return Ok(Val::Scalar(ts as f64 / 1000.0)),
         "pi" => return Ok(Val::Scalar(std::f64::consts::PI)),
         "scalar" => {
             let v = take_vector(&mut args, 0, name)?;
-            return Ok(Val::Scalar(if v.len() == 1 { v[0].v } else { f64::NAN }));
+            let v = match v.as_slice() {
+                [e] if e.h.is_none() => e.v,
+                _ => f64::NAN,
+            };
+            return Ok(Val::Scalar(v));
         }
-        "vector" => vec![Elem { labels: Labels::empty(), v: scalar_arg(&args, 0, name)?, t: ts }],
+        "vector" => vec![Elem::float(Labels::empty(), scalar_arg(&args, 0, name)?, ts)],
         "absent" => {
             let v = take_vector(&mut args, 0, name)?;
             if v.is_empty() {
-                vec![Elem { labels: absent_labels(unwrap_parens(&exprs[0])), v: 1.0, t: ts }]
+                vec![Elem::float(absent_labels(unwrap_parens(&exprs[0])), 1.0, ts)]
             } else {
                 Vec::new()
             }
@@ -186,7 +230,7 @@ pub(crate) fn eval_call(ev: &mut Evaluator<'_>, call: &Call, ts: i64) -> Result<
         "absent_over_time" => {
             let m = take_matrix(&mut args, 0, name)?;
             if m.series.is_empty() {
-                vec![Elem { labels: absent_labels(unwrap_parens(&exprs[0])), v: 1.0, t: ts }]
+                vec![Elem::float(absent_labels(unwrap_parens(&exprs[0])), 1.0, ts)]
             } else {
                 Vec::new()
             }
@@ -194,7 +238,7 @@ pub(crate) fn eval_call(ev: &mut Evaluator<'_>, call: &Call, ts: i64) -> Result<
         "timestamp" => {
             let v = take_vector(&mut args, 0, name)?;
             v.into_iter()
-                .map(|e| Elem { labels: drop_name(&e.labels), v: ts as f64 / 1000.0, t: ts })
+                .map(|e| Elem::float(drop_name(&e.labels), ts as f64 / 1000.0, ts))
                 .collect()
         }
         "label_replace" => label_replace(&mut args)?,
@@ -234,8 +278,42 @@ pub(crate) fn eval_call(ev: &mut Evaluator<'_>, call: &Call, ts: i64) -> Result<
             let v = take_vector(&mut args, 1, name)?;
             histogram_quantile(ev, q, v, ts)?
         }
-        "histogram_count" | "histogram_sum" | "histogram_avg" | "histogram_stddev"
-        | "histogram_stdvar" | "histogram_fraction" => Vec::new(),
+        "histogram_count" => map_histograms(take_vector(&mut args, 0, name)?, ts, |h| h.count),
+        "histogram_sum" => map_histograms(take_vector(&mut args, 0, name)?, ts, |h| h.sum),
+        "histogram_avg" => {
+            map_histograms(take_vector(&mut args, 0, name)?, ts, |h| h.sum / h.count)
+        }
+        "histogram_stddev" => {
+            map_histograms(take_vector(&mut args, 0, name)?, ts, |h| histogram::stdvar(h).sqrt())
+        }
+        "histogram_stdvar" => {
+            map_histograms(take_vector(&mut args, 0, name)?, ts, histogram::stdvar)
+        }
+        "histogram_fraction" => {
+            let lo = scalar_arg(&args, 0, name)?;
+            let hi = scalar_arg(&args, 1, name)?;
+            let v = take_vector(&mut args, 2, name)?;
+            let classic: HashSet<Labels> =
+                v.iter().filter(|e| e.h.is_none()).map(|e| e.labels.without(&["le"])).collect();
+            let mut keep = Vec::with_capacity(v.len());
+            for e in v {
+                let Some(h) = &e.h else { continue };
+                let n = e.labels.metric_name().unwrap_or("");
+                if classic.contains(&e.labels) {
+                    annos.warn(format!(
+                        "vector contains a mix of classic and native histograms for metric name {n:?}"
+                    ));
+                    continue;
+                }
+                if h.sum.is_nan() && h.count > 0.0 {
+                    annos.info(format!(
+                        "input to histogram_fraction has NaN observations, which are excluded from all fractions for metric name {n:?}"
+                    ));
+                }
+                keep.push(e);
+            }
+            map_histograms(keep, ts, |h| histogram::fraction(lo, hi, h))
+        }
         "round" => {
             let v = take_vector(&mut args, 0, name)?;
             let to = if args.len() > 1 { scalar_arg(&args, 1, name)? } else { 1.0 };
@@ -260,7 +338,7 @@ pub(crate) fn eval_call(ev: &mut Evaluator<'_>, call: &Call, ts: i64) -> Result<
         "day_of_month" | "day_of_week" | "day_of_year" | "days_in_month" | "hour" | "minute"
         | "month" | "year" => {
             let v = if args.is_empty() {
-                vec![Elem { labels: Labels::empty(), v: ts as f64 / 1000.0, t: ts }]
+                vec![Elem::float(Labels::empty(), ts as f64 / 1000.0, ts)]
             } else {
                 take_vector(&mut args, 0, name)?
             };
@@ -269,7 +347,16 @@ pub(crate) fn eval_call(ev: &mut Evaluator<'_>, call: &Call, ts: i64) -> Result<
         "rate" | "increase" | "delta" => {
             let m = take_matrix(&mut args, 0, name)?;
             let (counter, rate) = (name != "delta", name == "rate");
-            let out = over_matrix(&m, ts, false, |p| extrapolated_rate(&m, p, counter, rate));
+            let out = over_matrix(&m, ts, false, |s| {
+                if !s.points.is_empty() && !s.histograms.is_empty() {
+                    mixed_warning(annos, s);
+                    return None;
+                }
+                if s.histograms.len() > 1 {
+                    return histogram_rate(annos, &m, s, counter, rate).map(Out::H);
+                }
+                extrapolated_rate(&m, &s.points, counter, rate).map(Out::F)
+            });
             if counter {
                 for s in &m.series {
                     let n = s.labels.metric_name().unwrap_or("");
@@ -277,7 +364,7 @@ pub(crate) fn eval_call(ev: &mut Evaluator<'_>, call: &Call, ts: i64) -> Result<
                         && s.points.len() > 1
                         && !["_total", "_sum", "_count", "_bucket"].iter().any(|x| n.ends_with(x))
                     {
-                        ev.annotations.info(format!(
+                        annos.info(format!(
                             "metric might not be a counter, name does not end in _total/_sum/_count/_bucket: {n:?}"
                         ));
                     }
@@ -287,41 +374,31 @@ pub(crate) fn eval_call(ev: &mut Evaluator<'_>, call: &Call, ts: i64) -> Result<
         }
         "irate" | "idelta" => {
             let m = take_matrix(&mut args, 0, name)?;
-            over_matrix(&m, ts, false, |p| instant_value(p, name == "irate"))
+            over_matrix(&m, ts, false, |s| instant_value(annos, s, name == "irate"))
         }
         "deriv" => {
             let m = take_matrix(&mut args, 0, name)?;
-            over_matrix(&m, ts, false, |p| {
-                if p.len() < 2 { None } else { Some(linear_regression(p, p[0].t).0) }
+            over_matrix(&m, ts, false, |s| {
+                let p = floats_only(annos, s)?;
+                if p.len() < 2 { None } else { Some(Out::F(linear_regression(p, p[0].t).0)) }
             })
         }
         "predict_linear" => {
             let m = take_matrix(&mut args, 0, name)?;
             let d = scalar_arg(&args, 1, name)?;
-            over_matrix(&m, ts, false, |p| {
+            over_matrix(&m, ts, false, |s| {
+                let p = floats_only(annos, s)?;
                 if p.len() < 2 {
                     None
                 } else {
                     let (slope, intercept) = linear_regression(p, ts);
-                    Some(slope * d + intercept)
+                    Some(Out::F(slope * d + intercept))
                 }
             })
         }
-        "resets" => {
+        "resets" | "changes" => {
             let m = take_matrix(&mut args, 0, name)?;
-            over_matrix(&m, ts, false, |p| {
-                Some(p.windows(2).filter(|w| w[1].v < w[0].v).count() as f64)
-            })
-        }
-        "changes" => {
-            let m = take_matrix(&mut args, 0, name)?;
-            over_matrix(&m, ts, false, |p| {
-                Some(
-                    p.windows(2)
-                        .filter(|w| w[1].v != w[0].v && !(w[1].v.is_nan() && w[0].v.is_nan()))
-                        .count() as f64,
-                )
-            })
+            over_matrix(&m, ts, false, |s| Some(Out::F(resets_or_changes(s, name == "resets"))))
         }
         "double_exponential_smoothing" | "holt_winters" => {
             let m = take_matrix(&mut args, 0, name)?;
@@ -337,37 +414,56 @@ pub(crate) fn eval_call(ev: &mut Evaluator<'_>, call: &Call, ts: i64) -> Result<
                     "invalid trend factor. Expected: 0 < tf < 1, got: {tf:.6}"
                 ));
             }
-            over_matrix(&m, ts, false, |p| double_exp_smoothing(p, sf, tf))
+            over_matrix(&m, ts, false, |s| {
+                double_exp_smoothing(floats_only(annos, s)?, sf, tf).map(Out::F)
+            })
         }
-        "avg_over_time"
-        | "sum_over_time"
-        | "count_over_time"
-        | "min_over_time"
-        | "max_over_time"
+        "count_over_time"
+        | "present_over_time"
         | "last_over_time"
         | "first_over_time"
-        | "present_over_time"
-        | "stddev_over_time"
-        | "stdvar_over_time"
-        | "mad_over_time"
-        | "ts_of_max_over_time"
-        | "ts_of_min_over_time"
         | "ts_of_last_over_time"
         | "ts_of_first_over_time" => {
             let m = take_matrix(&mut args, 0, name)?;
             let keep = name == "last_over_time" || name == "first_over_time";
-            over_matrix(&m, ts, keep, |p| over_time(name, p))
+            over_matrix(&m, ts, keep, |s| any_over_time(name, s))
+        }
+        "sum_over_time" | "avg_over_time" => {
+            let m = take_matrix(&mut args, 0, name)?;
+            over_matrix(&m, ts, false, |s| {
+                if !s.points.is_empty() && !s.histograms.is_empty() {
+                    mixed_warning(annos, s);
+                    return None;
+                }
+                if !s.histograms.is_empty() {
+                    return histogram_over_time(annos, s, name == "avg_over_time").map(Out::H);
+                }
+                over_time(name, &s.points).map(Out::F)
+            })
+        }
+        "min_over_time"
+        | "max_over_time"
+        | "stddev_over_time"
+        | "stdvar_over_time"
+        | "mad_over_time"
+        | "ts_of_max_over_time"
+        | "ts_of_min_over_time" => {
+            let m = take_matrix(&mut args, 0, name)?;
+            over_matrix(&m, ts, false, |s| over_time(name, floats_only(annos, s)?).map(Out::F))
         }
         "quantile_over_time" => {
             let q = scalar_arg(&args, 0, name)?;
             let m = take_matrix(&mut args, 1, name)?;
             if !(0.0..=1.0).contains(&q) {
-                ev.annotations.warn(format!(
+                annos.warn(format!(
                     "quantile value should be between 0 and 1, got {}",
                     format_float(q)
                 ));
             }
-            over_matrix(&m, ts, false, |p| Some(quantile(q, p.iter().map(|x| x.v).collect())))
+            over_matrix(&m, ts, false, |s| {
+                let p = floats_only(annos, s)?;
+                Some(Out::F(quantile(q, p.iter().map(|x| x.v).collect())))
+            })
         }
         _ => {
             let f: fn(f64) -> f64 = match name {
@@ -410,6 +506,193 @@ pub(crate) fn eval_call(ev: &mut Evaluator<'_>, call: &Call, ts: i64) -> Result<
     };
     check_unique(&out)?;
     Ok(Val::Vector(out))
+}
+
+/// `count_over_time` and friends, which look at floats and histograms alike.
+fn any_over_time(name: &str, s: &RangeElem) -> Option<Out> {
+    let last_f = s.points.last();
+    let last_h = s.histograms.last();
+    let first_f = s.points.first();
+    let first_h = s.histograms.first();
+    let n = s.points.len() + s.histograms.len();
+    if n == 0 {
+        return None;
+    }
+    let last_is_h = match (last_f, last_h) {
+        (Some(f), Some(h)) => h.t > f.t,
+        (None, Some(_)) => true,
+        _ => false,
+    };
+    let first_is_h = match (first_f, first_h) {
+        (Some(f), Some(h)) => h.t < f.t,
+        (None, Some(_)) => true,
+        _ => false,
+    };
+    Some(match name {
+        "count_over_time" => Out::F(n as f64),
+        "present_over_time" => Out::F(1.0),
+        "last_over_time" => match (last_is_h, last_h, last_f) {
+            (true, Some(h), _) => Out::H((*h.h).clone()),
+            (_, _, Some(f)) => Out::F(f.v),
+            _ => return None,
+        },
+        "first_over_time" => match (first_is_h, first_h, first_f) {
+            (true, Some(h), _) => Out::H((*h.h).clone()),
+            (_, _, Some(f)) => Out::F(f.v),
+            _ => return None,
+        },
+        "ts_of_last_over_time" => {
+            let t = last_f.map_or(i64::MIN, |f| f.t).max(last_h.map_or(i64::MIN, |h| h.t));
+            Out::F(t as f64 / 1000.0)
+        }
+        _ => {
+            let t = first_f.map_or(i64::MAX, |f| f.t).min(first_h.map_or(i64::MAX, |h| h.t));
+            Out::F(t as f64 / 1000.0)
+        }
+    })
+}
+
+/// `sum_over_time` / `avg_over_time` of histograms.
+fn histogram_over_time(
+    annos: &mut Annotations,
+    s: &RangeElem,
+    avg: bool,
+) -> Option<FloatHistogram> {
+    let mut acc = (*s.histograms[0].h).clone();
+    for p in &s.histograms[1..] {
+        match histogram::add(&acc, &p.h, 1.0) {
+            Ok(h) => acc = h,
+            Err(e) => {
+                annos.warn(histogram::incompatible_msg(e, s.labels.metric_name().unwrap_or("")));
+                return None;
+            }
+        }
+    }
+    if avg {
+        acc = histogram::divide(&acc, s.histograms.len() as f64);
+    }
+    acc.counter_reset_hint = histogram::HINT_GAUGE;
+    Some(histogram::compact(acc))
+}
+
+/// `resets` / `changes` over floats and histograms merged in time order.
+fn resets_or_changes(s: &RangeElem, resets: bool) -> f64 {
+    enum P<'a> {
+        F(f64),
+        H(&'a FloatHistogram),
+    }
+    let mut all: Vec<(i64, P<'_>)> = s.points.iter().map(|p| (p.t, P::F(p.v))).collect();
+    all.extend(s.histograms.iter().map(|h| (h.t, P::H(&h.h))));
+    all.sort_by_key(|x| x.0);
+    let mut n = 0;
+    for w in all.windows(2) {
+        let hit = match (&w[0].1, &w[1].1) {
+            (P::F(a), P::F(b)) => {
+                if resets {
+                    b < a
+                } else {
+                    a != b && !(a.is_nan() && b.is_nan())
+                }
+            }
+            (P::H(a), P::H(b)) => {
+                if resets {
+                    histogram::detect_reset(b, a)
+                } else {
+                    !histogram::equals(a, b)
+                }
+            }
+            _ => true,
+        };
+        if hit {
+            n += 1;
+        }
+    }
+    n as f64
+}
+
+/// `rate`, `increase` and `delta` of native histograms.
+fn histogram_rate(
+    annos: &mut Annotations,
+    m: &MatrixVal,
+    s: &RangeElem,
+    counter: bool,
+    rate: bool,
+) -> Option<FloatHistogram> {
+    let name = s.labels.metric_name().unwrap_or("");
+    let pts = &s.histograms;
+    let first = &pts[0].h;
+    let last = &pts[pts.len() - 1].h;
+    if pts.iter().any(|p| histogram::uses_custom(&p.h) != histogram::uses_custom(first)) {
+        annos.warn(histogram::incompatible_msg(histogram::Incompatible::MixedSchemas, name));
+        return None;
+    }
+    if counter && pts.iter().any(|p| p.h.counter_reset_hint == histogram::HINT_GAUGE) {
+        annos.warn(format!("this native histogram metric is not a counter: {name:?}"));
+    }
+    if !counter
+        && (first.counter_reset_hint != histogram::HINT_GAUGE
+            || last.counter_reset_hint != histogram::HINT_GAUGE)
+    {
+        annos.warn(format!("this native histogram metric is not a gauge: {name:?}"));
+    }
+    let min_schema = pts.iter().map(|p| p.h.schema).min().unwrap_or(first.schema);
+    let mut prev: FloatHistogram = (**first).clone();
+    if counter && histogram::detect_reset(&pts[1].h, first) {
+        prev = FloatHistogram {
+            schema: pts[1].h.schema,
+            custom_values: pts[1].h.custom_values.clone(),
+            ..FloatHistogram::default()
+        };
+    }
+    let last_c = histogram::to_schema(last, min_schema);
+    let mut h = match histogram::add(&last_c, &prev, -1.0) {
+        Ok(h) => h,
+        Err(e) => {
+            annos.warn(histogram::incompatible_msg(e, name));
+            return None;
+        }
+    };
+    if counter {
+        let mut p: &FloatHistogram = first;
+        for cur in &pts[1..] {
+            if histogram::detect_reset(&cur.h, p) {
+                match histogram::add(&h, p, 1.0) {
+                    Ok(x) => h = x,
+                    Err(e) => {
+                        annos.warn(histogram::incompatible_msg(e, name));
+                        return None;
+                    }
+                }
+            }
+            p = &cur.h;
+        }
+    }
+    let first_t = pts[0].t;
+    let last_t = pts[pts.len() - 1].t;
+    let sampled = (last_t - first_t) as f64 / 1000.0;
+    let avg_between = sampled / (pts.len() - 1) as f64;
+    let threshold = avg_between * 1.1;
+    let mut to_start = (first_t - m.range_start) as f64 / 1000.0;
+    let mut to_end = (m.range_end - last_t) as f64 / 1000.0;
+    if to_start >= threshold {
+        to_start = avg_between / 2.0;
+    }
+    if counter && h.count > 0.0 && first.count >= 0.0 {
+        let to_zero = sampled * (first.count / h.count);
+        if to_zero < to_start {
+            to_start = to_zero;
+        }
+    }
+    if to_end >= threshold {
+        to_end = avg_between / 2.0;
+    }
+    let mut factor = (sampled + to_start + to_end) / sampled;
+    if rate {
+        factor /= m.range_secs();
+    }
+    let mut h = histogram::scale(&h, factor);
+    h.counter_reset_hint = histogram::HINT_GAUGE;
+    Some(histogram::compact(h))
 }
 
 /// Go's `math.Max`: NaN wins, +0 beats -0.
@@ -532,20 +815,67 @@ fn extrapolated_rate(m: &MatrixVal, p: &[Point], counter: bool, rate: bool) -> O
     Some(result * factor)
 }
 
-fn instant_value(p: &[Point], rate: bool) -> Option<f64> {
-    if p.len() < 2 {
+fn instant_value(annos: &mut Annotations, s: &RangeElem, rate: bool) -> Option<Out> {
+    enum P<'a> {
+        F(f64),
+        H(&'a FloatHistogram),
+    }
+    let mut all: Vec<(i64, P<'_>)> = s.points.iter().map(|p| (p.t, P::F(p.v))).collect();
+    all.extend(s.histograms.iter().map(|h| (h.t, P::H(&h.h))));
+    all.sort_by_key(|x| x.0);
+    if all.len() < 2 {
         return None;
     }
-    let (prev, last) = (p[p.len() - 2], p[p.len() - 1]);
-    let mut v = if rate && last.v < prev.v { last.v } else { last.v - prev.v };
-    let interval = last.t - prev.t;
+    let (prev, last) = (&all[all.len() - 2], &all[all.len() - 1]);
+    let interval = last.0 - prev.0;
     if interval == 0 {
         return None;
     }
-    if rate {
-        v /= interval as f64 / 1000.0;
+    let secs = interval as f64 / 1000.0;
+    let name = s.labels.metric_name().unwrap_or("");
+    match (&prev.1, &last.1) {
+        (P::F(p), P::F(l)) => {
+            let mut v = if rate && l < p { *l } else { l - p };
+            if rate {
+                v /= secs;
+            }
+            Some(Out::F(v))
+        }
+        (P::H(p), P::H(l)) => {
+            if rate
+                && (p.counter_reset_hint == histogram::HINT_GAUGE
+                    || l.counter_reset_hint == histogram::HINT_GAUGE)
+            {
+                annos.warn(format!("this native histogram metric is not a counter: {name:?}"));
+            }
+            if !rate
+                && (p.counter_reset_hint != histogram::HINT_GAUGE
+                    || l.counter_reset_hint != histogram::HINT_GAUGE)
+            {
+                annos.warn(format!("this native histogram metric is not a gauge: {name:?}"));
+            }
+            let mut h = if rate && histogram::detect_reset(l, p) {
+                (*l).clone()
+            } else {
+                match histogram::add(l, p, -1.0) {
+                    Ok(h) => h,
+                    Err(e) => {
+                        annos.warn(histogram::incompatible_msg(e, name));
+                        return None;
+                    }
+                }
+            };
+            if rate {
+                h = histogram::divide(&h, secs);
+            }
+            h.counter_reset_hint = histogram::HINT_GAUGE;
+            Some(Out::H(histogram::compact(h)))
+        }
+        _ => {
+            mixed_warning(annos, s);
+            None
+        }
     }
-    Some(v)
 }
 
 fn linear_regression(p: &[Point], intercept_time: i64) -> (f64, f64) {
@@ -719,7 +1049,12 @@ fn histogram_quantile(ev: &mut Evaluator<'_>, q: f64, v: Vec<Elem>, ts: i64) -> 
     }
     let mut index: HashMap<Labels, usize> = HashMap::new();
     let mut groups: Vec<(Labels, Vec<Bucket>)> = Vec::new();
+    let mut natives: Vec<(Labels, Arc<FloatHistogram>)> = Vec::new();
     for e in v {
+        if let Some(h) = e.h {
+            natives.push((e.labels, h));
+            continue;
+        }
         let le = e.labels.get("le").unwrap_or("");
         let Some(upper) = parse_go_float(le) else {
             ev.annotations.warn(format!(
@@ -730,13 +1065,35 @@ fn histogram_quantile(ev: &mut Evaluator<'_>, q: f64, v: Vec<Elem>, ts: i64) -> 
         };
         let key = e.labels.without(&["le"]);
         let i = *index.entry(key.clone()).or_insert_with(|| {
-            groups.push((key.without(&[METRIC_NAME]), Vec::new()));
+            groups.push((key, Vec::new()));
             groups.len() - 1
         });
         groups[i].1.push(Bucket { upper, count: e.v });
     }
     let mut out = Vec::new();
+    let mut conflicts = Vec::new();
+    for (labels, h) in natives {
+        let name = labels.metric_name().unwrap_or("").to_string();
+        if index.contains_key(&labels) {
+            ev.annotations.warn(format!(
+                "vector contains a mix of classic and native histograms for metric name {name:?}"
+            ));
+            conflicts.push(labels);
+            continue;
+        }
+        let v = histogram::quantile(q, &h);
+        if h.sum.is_nan() && h.count > 0.0 {
+            let how = if v.is_nan() { "NaN" } else { "skewed higher" };
+            ev.annotations.info(format!(
+                "input to histogram_quantile has NaN observations, result is {how} for metric name {name:?}"
+            ));
+        }
+        out.push(Elem::float(drop_name(&labels), v, ts));
+    }
     for (labels, mut buckets) in groups {
+        if conflicts.contains(&labels) {
+            continue;
+        }
         let (v, forced) = bucket_quantile(q, &mut buckets);
         if forced {
             ev.annotations.info(format!(
@@ -744,7 +1101,7 @@ fn histogram_quantile(ev: &mut Evaluator<'_>, q: f64, v: Vec<Elem>, ts: i64) -> 
                 labels.metric_name().unwrap_or("")
             ));
         }
-        out.push(Elem { labels, v, t: ts });
+        out.push(Elem::float(labels.without(&[METRIC_NAME]), v, ts));
     }
     Ok(out)
 }

@@ -10,6 +10,7 @@ mod engine;
 mod error;
 mod eval;
 mod functions;
+mod histogram;
 mod value;
 
 pub mod promqltest;
@@ -17,4 +18,4 @@ pub mod testing;
 
 pub use engine::{Engine, EngineOptions};
 pub use error::Error;
-pub use value::{Annotations, Point, QueryResult, Sample, Series, Value};
+pub use value::{Annotations, HistogramPoint, Point, QueryResult, Sample, Series, Value};

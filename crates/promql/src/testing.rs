@@ -3,15 +3,21 @@
 use std::collections::{BTreeMap, HashMap};
 
 use model::{
-    AppendOutcome, Appendable, Labels, Matcher, Queryable, Sample, SeamError, SelectHints, Series,
-    SeriesIter, TenantId, WriteBatch,
+    AppendOutcome, Appendable, HistogramSample, Labels, Matcher, Queryable, Sample, SeamError,
+    SelectHints, Series, SeriesIter, TenantId, WriteBatch,
 };
 use parking_lot::RwLock;
 
-type TenantData = BTreeMap<Labels, Vec<Sample>>;
+#[derive(Default)]
+struct SeriesData {
+    samples: Vec<Sample>,
+    histograms: Vec<HistogramSample>,
+}
+
+type TenantData = BTreeMap<Labels, SeriesData>;
 
 /// Series kept in memory per tenant, in label order; samples sorted by time, a later write at
-/// the same timestamp replacing the earlier one. Native histograms are ignored.
+/// the same timestamp (float or histogram) replacing the earlier one.
 #[derive(Default)]
 pub struct MemStorage {
     tenants: RwLock<HashMap<TenantId, TenantData>>,
@@ -36,16 +42,26 @@ impl Appendable for MemStorage {
         let data = tenants.entry(tenant.clone()).or_default();
         let mut out = AppendOutcome::default();
         for s in batch.series {
-            let samples = data.entry(s.labels).or_insert_with(|| {
+            let d = data.entry(s.labels).or_insert_with(|| {
                 out.series_created += 1;
-                Vec::new()
+                SeriesData::default()
             });
             for smp in s.samples {
-                match samples.binary_search_by_key(&smp.t, |x| x.t) {
-                    Ok(i) => samples[i] = smp,
-                    Err(i) => samples.insert(i, smp),
+                d.histograms.retain(|h| h.t != smp.t);
+                match d.samples.binary_search_by_key(&smp.t, |x| x.t) {
+                    Ok(i) => d.samples[i] = smp,
+                    Err(i) => d.samples.insert(i, smp),
                 }
                 out.samples_written += 1;
+            }
+            for (t, h) in s.histograms {
+                d.samples.retain(|x| x.t != t);
+                let hs = HistogramSample { t, h: Box::new(h) };
+                match d.histograms.binary_search_by_key(&t, |x| x.t) {
+                    Ok(i) => d.histograms[i] = hs,
+                    Err(i) => d.histograms.insert(i, hs),
+                }
+                out.histograms_written += 1;
             }
         }
         Ok(out)
@@ -65,13 +81,14 @@ impl Queryable for MemStorage {
         };
         let mut out = Vec::new();
         for labels in Self::matching(data, matchers) {
-            let samples: Vec<Sample> = data[&labels]
-                .iter()
-                .filter(|s| s.t >= hints.start && s.t <= hints.end)
-                .copied()
-                .collect();
-            if !samples.is_empty() {
-                out.push(Ok(Series { labels, samples, histograms: Vec::new() }));
+            let d = &data[&labels];
+            let in_range = |t: i64| t >= hints.start && t <= hints.end;
+            let samples: Vec<Sample> =
+                d.samples.iter().filter(|s| in_range(s.t)).copied().collect();
+            let histograms: Vec<HistogramSample> =
+                d.histograms.iter().filter(|s| in_range(s.t)).cloned().collect();
+            if !samples.is_empty() || !histograms.is_empty() {
+                out.push(Ok(Series { labels, samples, histograms }));
             }
         }
         Ok(Box::new(out.into_iter()))

@@ -1,7 +1,9 @@
 //! Query results: scalars, strings, instant vectors and matrices, plus annotations. Plain
 //! structs so that the HTTP layer can serialize them without this crate knowing serde.
 
-use model::{Labels, Timestamp};
+use std::sync::Arc;
+
+use model::{FloatHistogram, Labels, Timestamp};
 
 /// One float point of a series in a matrix.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -10,19 +12,29 @@ pub struct Point {
     pub v: f64,
 }
 
-/// One element of an instant vector: a series' labels and its value at `t`.
+/// One native histogram point of a series in a matrix.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HistogramPoint {
+    pub t: Timestamp,
+    pub h: Arc<FloatHistogram>,
+}
+
+/// One element of an instant vector: a series' labels and its value at `t`, a float `v`
+/// or, when `h` is set, a native histogram.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Sample {
     pub labels: Labels,
     pub t: Timestamp,
     pub v: f64,
+    pub h: Option<Arc<FloatHistogram>>,
 }
 
-/// One series of a matrix: labels and points in time order.
+/// One series of a matrix: labels, float points and histogram points, each in time order.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Series {
     pub labels: Labels,
     pub points: Vec<Point>,
+    pub histograms: Vec<HistogramPoint>,
 }
 
 /// The value of a query, as Prometheus' API types it.

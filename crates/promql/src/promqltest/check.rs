@@ -6,8 +6,11 @@ use std::collections::HashMap;
 use model::Labels;
 use regex::Regex;
 
+use model::FloatHistogram;
+
 use super::parse::{EvalCmd, EvalKind, MsgMatch, SeqValue};
 use crate::functions::almost_equal;
+use crate::histogram;
 use crate::value::{Annotations, Value};
 
 const EPSILON: f64 = 0.000001;
@@ -52,6 +55,45 @@ fn check_kind(kind: &str, exps: &[MsgMatch], none: bool, got: &[String]) -> Resu
 pub(crate) fn check_annotations(cmd: &EvalCmd, a: &Annotations) -> Result<(), String> {
     check_kind("warn", &cmd.warn, cmd.no_warn, &a.warnings)?;
     check_kind("info", &cmd.info, cmd.no_info, &a.infos)
+}
+
+/// Histogram equality as upstream's runner sees it: same schema, zero threshold and custom
+/// bounds; counts, sum and non-empty buckets almost equal.
+fn histogram_matches(exp: &FloatHistogram, got: &FloatHistogram) -> bool {
+    let buckets = |h: &FloatHistogram, neg: bool| -> Vec<(i32, f64)> {
+        let (s, b) = if neg {
+            (&h.negative_spans, &h.negative_buckets)
+        } else {
+            (&h.positive_spans, &h.positive_buckets)
+        };
+        histogram::expand(s, b).into_iter().filter(|(_, c)| *c != 0.0).collect()
+    };
+    let same = |a: &[(i32, f64)], b: &[(i32, f64)]| {
+        a.len() == b.len()
+            && a.iter().zip(b).all(|(x, y)| x.0 == y.0 && almost_equal(x.1, y.1, EPSILON))
+    };
+    exp.schema == got.schema
+        && almost_equal(exp.count, got.count, EPSILON)
+        && almost_equal(exp.sum, got.sum, EPSILON)
+        && exp.zero_threshold == got.zero_threshold
+        && almost_equal(exp.zero_count, got.zero_count, EPSILON)
+        && (!histogram::uses_custom(exp) || exp.custom_values == got.custom_values)
+        && same(&buckets(exp, false), &buckets(got, false))
+        && same(&buckets(exp, true), &buckets(got, true))
+}
+
+fn fmt_h(h: &FloatHistogram) -> String {
+    format!(
+        "{{{{schema:{} count:{} sum:{} z_bucket:{} z_bucket_w:{} buckets:{:?} n_buckets:{:?} custom_values:{:?}}}}}",
+        h.schema,
+        fmt_f(h.count),
+        fmt_f(h.sum),
+        fmt_f(h.zero_count),
+        fmt_f(h.zero_threshold),
+        histogram::expand(&h.positive_spans, &h.positive_buckets),
+        histogram::expand(&h.negative_spans, &h.negative_buckets),
+        h.custom_values
+    )
 }
 
 fn fmt_f(v: f64) -> String {
@@ -99,23 +141,41 @@ pub(crate) fn compare(cmd: &EvalCmd, value: &Value) -> Result<(), String> {
                         pos + 1
                     ));
                 }
-                let exp = match vals.first() {
-                    Some(SeqValue::Value(v)) => *v,
+                match (vals.first(), &s.h) {
+                    (Some(SeqValue::Value(e)), None) => {
+                        if !almost_equal(*e, s.v, EPSILON) {
+                            return Err(format!(
+                                "expected {} for {} but got {}",
+                                fmt_f(*e),
+                                s.labels,
+                                fmt_f(s.v)
+                            ));
+                        }
+                    }
+                    (Some(SeqValue::Histogram(e)), Some(h)) => {
+                        if !histogram_matches(e, h) {
+                            return Err(format!(
+                                "expected {} for {} but got {}",
+                                fmt_h(e),
+                                s.labels,
+                                fmt_h(h)
+                            ));
+                        }
+                    }
+                    (_, Some(h)) => {
+                        return Err(format!(
+                            "expected a float for {}, got histogram {}",
+                            s.labels,
+                            fmt_h(h)
+                        ));
+                    }
                     _ => {
                         return Err(format!(
-                            "expected no value for {}, got {}",
+                            "expected a histogram for {}, got {}",
                             s.labels,
                             fmt_f(s.v)
                         ));
                     }
-                };
-                if !almost_equal(exp, s.v, EPSILON) {
-                    return Err(format!(
-                        "expected {} for {} but got {}",
-                        fmt_f(exp),
-                        s.labels,
-                        fmt_f(s.v)
-                    ));
                 }
             }
             if samples.len() != cmd.expected.len() {
@@ -149,6 +209,7 @@ pub(crate) fn compare(cmd: &EvalCmd, value: &Value) -> Result<(), String> {
                     return Err(format!("unexpected metric {} in result", s.labels));
                 };
                 let mut exp = Vec::new();
+                let mut exp_h = Vec::new();
                 for (i, v) in vals.iter().enumerate() {
                     let t = start + i as i64 * step;
                     if t > end {
@@ -161,7 +222,27 @@ pub(crate) fn compare(cmd: &EvalCmd, value: &Value) -> Result<(), String> {
                     match v {
                         SeqValue::Value(v) => exp.push((t, *v)),
                         SeqValue::Stale => exp.push((t, model::stale_nan())),
-                        SeqValue::Omitted | SeqValue::Histogram => {}
+                        SeqValue::Histogram(h) => exp_h.push((t, h)),
+                        SeqValue::Omitted => {}
+                    }
+                }
+                if exp_h.len() != s.histograms.len() {
+                    return Err(format!(
+                        "expected {} histogram points for {}, got {}",
+                        exp_h.len(),
+                        s.labels,
+                        s.histograms.len()
+                    ));
+                }
+                for ((t, e), p) in exp_h.iter().zip(&s.histograms) {
+                    if *t != p.t || !histogram_matches(e, &p.h) {
+                        return Err(format!(
+                            "expected {} at {t} for {}, got {} at {}",
+                            fmt_h(e),
+                            s.labels,
+                            fmt_h(&p.h),
+                            p.t
+                        ));
                     }
                 }
                 if exp.len() != s.points.len() {

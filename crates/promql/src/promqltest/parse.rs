@@ -3,29 +3,27 @@
 
 use std::sync::LazyLock;
 
-use model::Labels;
+use model::{FloatHistogram, Labels, Span};
 use regex::Regex;
 
 use crate::error::{Error, Result};
 use crate::functions::parse_go_float;
+use crate::histogram;
 
 /// One point of an expanded value sequence.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum SeqValue {
     Omitted,
     Value(f64),
     Stale,
-    /// A native histogram point; not loaded (native histograms are not supported yet).
-    Histogram,
+    Histogram(Box<FloatHistogram>),
 }
 
-/// A series description: labels and its (possibly unsupported) values.
+/// A series description: labels and its values.
 #[derive(Clone, Debug)]
 pub struct SeriesDef {
     pub labels: Labels,
     pub values: Vec<SeqValue>,
-    /// Set when the values use syntax we cannot represent (native histograms).
-    pub unsupported: Option<String>,
 }
 
 /// How an annotation or error message must match.
@@ -218,25 +216,106 @@ fn split_items(s: &str) -> Vec<&str> {
     out
 }
 
-fn parse_values(s: &str, line: usize) -> Result<(Vec<SeqValue>, Option<String>)> {
-    let mut out = Vec::new();
-    let mut unsupported = None;
-    for item in split_items(s) {
-        if item.starts_with("{{") {
-            unsupported = Some("native histograms not yet supported".to_string());
-            let n = match item.rfind("}}x") {
-                Some(x) => item[x + 3..].parse::<usize>().unwrap_or(0) + 1,
-                None => 1,
-            };
-            out.extend(std::iter::repeat_n(SeqValue::Histogram, n.min(1_000_000)));
-            continue;
+/// Parses a histogram literal's body (`schema:0 sum:5 count:4 buckets:[1 2 1] ...`).
+fn parse_histogram(body: &str) -> Option<FloatHistogram> {
+    let mut h = FloatHistogram::default();
+    let (mut offset, mut n_offset) = (0i32, 0i32);
+    let (mut pos, mut neg): (Vec<f64>, Vec<f64>) = (Vec::new(), Vec::new());
+    let mut rest = body.trim();
+    while !rest.is_empty() {
+        let (key, after) = rest.split_once(':')?;
+        let key = key.trim();
+        let after = after.trim_start();
+        let (val, next) = if let Some(list) = after.strip_prefix('[') {
+            let (inner, next) = list.split_once(']')?;
+            (inner, next)
+        } else {
+            match after.find(char::is_whitespace) {
+                Some(i) => (&after[..i], &after[i..]),
+                None => (after, ""),
+            }
+        };
+        let nums = || -> Option<Vec<f64>> { val.split_whitespace().map(parse_number).collect() };
+        match key {
+            "schema" => h.schema = val.parse().ok()?,
+            "sum" => h.sum = parse_number(val)?,
+            "count" => h.count = parse_number(val)?,
+            "z_bucket" => h.zero_count = parse_number(val)?,
+            "z_bucket_w" => h.zero_threshold = parse_number(val)?,
+            "buckets" => pos = nums()?,
+            "n_buckets" => neg = nums()?,
+            "offset" => offset = val.parse().ok()?,
+            "n_offset" => n_offset = val.parse().ok()?,
+            "custom_values" => h.custom_values = nums()?,
+            "counter_reset_hint" => {
+                h.counter_reset_hint = match val {
+                    "unknown" => histogram::HINT_UNKNOWN,
+                    "reset" => histogram::HINT_RESET,
+                    "not_reset" => histogram::HINT_NOT_RESET,
+                    "gauge" => histogram::HINT_GAUGE,
+                    _ => return None,
+                }
+            }
+            _ => return None,
         }
-        match expand_item(item) {
+        rest = next.trim_start();
+    }
+    if !pos.is_empty() {
+        h.positive_spans = vec![Span { offset, length: u32::try_from(pos.len()).ok()? }];
+        h.positive_buckets = pos;
+    }
+    if !neg.is_empty() {
+        h.negative_spans = vec![Span { offset: n_offset, length: u32::try_from(neg.len()).ok()? }];
+        h.negative_buckets = neg;
+    }
+    Some(h)
+}
+
+/// Expands `{{a}}`, `{{a}}xN`, `{{a}}+{{b}}xN` and `{{a}}-{{b}}xN`.
+fn expand_histogram_item(item: &str) -> Option<Vec<SeqValue>> {
+    let first_end = item.find("}}")?;
+    let a = parse_histogram(item.get(2..first_end)?)?;
+    let rest = &item[first_end + 2..];
+    if rest.is_empty() {
+        return Some(vec![SeqValue::Histogram(Box::new(a))]);
+    }
+    if let Some(n) = rest.strip_prefix('x') {
+        let n: usize = n.parse().ok()?;
+        return Some(vec![SeqValue::Histogram(Box::new(a)); n.min(1_000_000) + 1]);
+    }
+    let sign = if rest.starts_with('+') {
+        1.0
+    } else if rest.starts_with('-') {
+        -1.0
+    } else {
+        return None;
+    };
+    let rest = &rest[1..];
+    let b_end = rest.find("}}")?;
+    let b = parse_histogram(rest.get(2..b_end)?)?;
+    let n: usize = rest[b_end + 2..].strip_prefix('x')?.parse().ok()?;
+    let mut out = Vec::new();
+    let mut cur = a;
+    for _ in 0..=n.min(1_000_000) {
+        out.push(SeqValue::Histogram(Box::new(cur.clone())));
+        let hint = cur.counter_reset_hint;
+        cur = histogram::add(&cur, &b, sign).ok()?;
+        cur.counter_reset_hint = hint;
+    }
+    Some(out)
+}
+
+fn parse_values(s: &str, line: usize) -> Result<Vec<SeqValue>> {
+    let mut out = Vec::new();
+    for item in split_items(s) {
+        let v =
+            if item.starts_with("{{") { expand_histogram_item(item) } else { expand_item(item) };
+        match v {
             Some(v) => out.extend(v),
             None => return err(line, format!("invalid value {item:?}")),
         }
     }
-    Ok((out, unsupported))
+    Ok(out)
 }
 
 /// Reads a quoted string (", ' or `) starting at `s[0]`; returns the value and the rest.
@@ -351,8 +430,8 @@ pub fn parse_series_desc(s: &str, line: usize) -> Result<(Labels, &str)> {
 
 fn parse_series_line(s: &str, line: usize) -> Result<SeriesDef> {
     let (labels, rest) = parse_series_desc(s, line)?;
-    let (values, unsupported) = parse_values(rest, line)?;
-    Ok(SeriesDef { labels, values, unsupported })
+    let values = parse_values(rest, line)?;
+    Ok(SeriesDef { labels, values })
 }
 
 fn parse_msg(kind: Option<&str>, text: Option<&str>) -> MsgMatch {
@@ -490,6 +569,7 @@ mod tests {
 
     fn check_expand(item: &str, expected: &[SeqValue]) {
         assert_eq!(expand_item(item).as_deref(), Some(expected), "{item}");
+        assert!(expand_histogram_item("{{schema:0 sum:5 count:4 buckets:[1 2 1]}}x2").is_some());
     }
 
     #[test]

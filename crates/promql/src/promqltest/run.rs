@@ -53,7 +53,7 @@ pub fn run_script(
     let tenant = TenantId::default_tenant();
     let mut backend = factory();
     let mut histograms_loaded = false;
-    let mut raw: Vec<(usize, String, Result<(), Option<String>>)> = Vec::new();
+    let mut raw: Vec<(usize, String, Result<(), String>)> = Vec::new();
     for cmd in cmds {
         match cmd {
             Command::Clear => {
@@ -61,7 +61,10 @@ pub fn run_script(
                 histograms_loaded = false;
             }
             Command::Load { line, interval, series, with_nhcb } => {
-                histograms_loaded |= with_nhcb || series.iter().any(|s| s.unsupported.is_some());
+                histograms_loaded |= with_nhcb
+                    || series
+                        .iter()
+                        .any(|s| s.values.iter().any(|v| matches!(v, SeqValue::Histogram(_))));
                 let mut batch = WriteBatch::default();
                 for s in series {
                     let samples = s
@@ -71,15 +74,25 @@ pub fn run_script(
                         .filter_map(|(i, v)| {
                             let t = i as i64 * interval;
                             match v {
-                                SeqValue::Omitted | SeqValue::Histogram => None,
+                                SeqValue::Omitted | SeqValue::Histogram(_) => None,
                                 SeqValue::Value(v) => Some(ModelSample { t, v: *v }),
                                 SeqValue::Stale => Some(ModelSample { t, v: stale_nan() }),
                             }
                         })
                         .collect();
+                    let histograms = s
+                        .values
+                        .iter()
+                        .enumerate()
+                        .filter_map(|(i, v)| match v {
+                            SeqValue::Histogram(h) => Some((i as i64 * interval, (**h).clone())),
+                            _ => None,
+                        })
+                        .collect();
                     batch.series.push(SeriesWrite {
                         labels: s.labels,
                         samples,
+                        histograms,
                         ..Default::default()
                     });
                 }
@@ -89,18 +102,11 @@ pub fn run_script(
                 }
             }
             Command::Eval(cmd) => {
-                let result = if cmd.expected.iter().any(|s| s.unsupported.is_some()) {
-                    Err(None)
-                } else {
-                    run_eval(&engine, backend.as_ref(), &tenant, &cmd).map_err(|e| {
-                        let hint = if histograms_loaded {
-                            " (native histogram data is loaded)"
-                        } else {
-                            ""
-                        };
-                        Some(format!("{e}{hint}"))
-                    })
-                };
+                let result = run_eval(&engine, backend.as_ref(), &tenant, &cmd).map_err(|e| {
+                    let hint =
+                        if histograms_loaded { " (native histogram data is loaded)" } else { "" };
+                    format!("{e}{hint}")
+                });
                 raw.push((cmd.line, cmd.text.clone(), result));
             }
         }
@@ -111,14 +117,13 @@ pub fn run_script(
         raw.iter().filter(|r| r.2.is_err()).map(|r| r.1.as_str()).collect();
     for (line, text, result) in &raw {
         let outcome = match (result, skips.reason(name, text)) {
-            (Err(None), _) => Outcome::Skipped("native histograms not yet supported".into()),
             (Ok(()), None) => Outcome::Passed,
             (Ok(()), Some(_)) if failing.contains(text.as_str()) => Outcome::Passed,
             (Ok(()), Some(_)) => Outcome::Failed(
                 "case in the skip list passes now: remove it from the skip list".into(),
             ),
-            (Err(Some(e)), None) => Outcome::Failed(e.clone()),
-            (Err(Some(_)), Some(reason)) => Outcome::Skipped(reason.to_string()),
+            (Err(e), None) => Outcome::Failed(e.clone()),
+            (Err(_), Some(reason)) => Outcome::Skipped(reason.to_string()),
         };
         report.cases.push(CaseReport { line: *line, text: text.clone(), outcome });
     }
@@ -157,7 +162,9 @@ fn run_eval(
             if let Value::Matrix(series) = r.value {
                 for s in series {
                     if let Some(p) = s.points.iter().find(|p| p.t == at) {
-                        vec.push(Sample { labels: s.labels, t: at, v: p.v });
+                        vec.push(Sample { labels: s.labels.clone(), t: at, v: p.v, h: None });
+                    } else if let Some(p) = s.histograms.iter().find(|p| p.t == at) {
+                        vec.push(Sample { labels: s.labels, t: at, v: 0.0, h: Some(p.h.clone()) });
                     }
                 }
             }
