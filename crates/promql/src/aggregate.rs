@@ -97,7 +97,11 @@ pub(crate) fn eval_aggregate(ev: &mut Evaluator<'_>, a: &AggregateExpr, ts: i64)
             let mut index: HashMap<Labels, usize> = HashMap::new();
             let mut out: Vec<Elem> = Vec::new();
             for e in &input {
-                let key = group_key(&e.labels, &a.modifier).with(label, &format_float(e.v));
+                let value = match &e.h {
+                    Some(h) => histogram::to_string(h),
+                    None => format_float(e.v),
+                };
+                let key = group_key(&e.labels, &a.modifier).with(label, &value);
                 match index.get(&key) {
                     Some(&i) => out[i].v += 1.0,
                     None => {

@@ -351,6 +351,7 @@ impl<'a> Evaluator<'a> {
                 let mut t = from.div_euclid(step).saturating_mul(step).saturating_add(step);
                 let mut index: HashMap<Labels, usize> = HashMap::new();
                 let mut series: Vec<RangeElem> = Vec::new();
+                let mut last_src: Vec<Option<Arc<FloatHistogram>>> = Vec::new();
                 let mut n = 0usize;
                 while t <= base {
                     self.check_deadline()?;
@@ -363,10 +364,30 @@ impl<'a> Evaluator<'a> {
                                         points: Vec::new(),
                                         histograms: Vec::new(),
                                     });
+                                    last_src.push(None);
                                     series.len() - 1
                                 });
                                 match e.h {
-                                    Some(h) => series[i].histograms.push(HistogramPoint { t, h }),
+                                    Some(h) => {
+                                        // The same stored sample seen again at a later step
+                                        // must not count as another counter reset.
+                                        let repeated = last_src[i]
+                                            .as_ref()
+                                            .is_some_and(|p| Arc::ptr_eq(p, &h));
+                                        last_src[i] = Some(h.clone());
+                                        let h = if repeated
+                                            && h.counter_reset_hint == crate::histogram::HINT_RESET
+                                        {
+                                            Arc::new(FloatHistogram {
+                                                counter_reset_hint:
+                                                    crate::histogram::HINT_NOT_RESET,
+                                                ..(*h).clone()
+                                            })
+                                        } else {
+                                            h
+                                        };
+                                        series[i].histograms.push(HistogramPoint { t, h });
+                                    }
                                     None => series[i].points.push(Point { t, v: e.v }),
                                 }
                                 n += 1;
@@ -379,6 +400,7 @@ impl<'a> Evaluator<'a> {
                                     points: Vec::new(),
                                     histograms: Vec::new(),
                                 });
+                                last_src.push(None);
                                 series.len() - 1
                             });
                             series[i].points.push(Point { t, v });

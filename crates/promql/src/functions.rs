@@ -212,11 +212,8 @@ pub(crate) fn eval_call(ev: &mut Evaluator<'_>, call: &Call, ts: i64) -> Result<
         "pi" => return Ok(Val::Scalar(std::f64::consts::PI)),
         "scalar" => {
             let v = take_vector(&mut args, 0, name)?;
-            let v = match v.as_slice() {
-                [e] if e.h.is_none() => e.v,
-                _ => f64::NAN,
-            };
-            return Ok(Val::Scalar(v));
+            let floats: Vec<f64> = v.iter().filter(|e| e.h.is_none()).map(|e| e.v).collect();
+            return Ok(Val::Scalar(if floats.len() == 1 { floats[0] } else { f64::NAN }));
         }
         "vector" => vec![Elem::float(Labels::empty(), scalar_arg(&args, 0, name)?, ts)],
         "absent" => {
@@ -245,6 +242,7 @@ pub(crate) fn eval_call(ev: &mut Evaluator<'_>, call: &Call, ts: i64) -> Result<
         "label_join" => label_join(&mut args)?,
         "sort" | "sort_desc" => {
             let mut v = take_vector(&mut args, 0, name)?;
+            v.retain(|e| e.h.is_none());
             if name == "sort" {
                 v.sort_by(|a, b| cmp_asc_nan_last(a.v, b.v));
             } else {
@@ -653,7 +651,7 @@ fn histogram_rate(
         }
     };
     if counter {
-        let mut p: &FloatHistogram = first;
+        let mut p: &FloatHistogram = &prev;
         for cur in &pts[1..] {
             if histogram::detect_reset(&cur.h, p) {
                 match histogram::add(&h, p, 1.0) {
@@ -676,12 +674,6 @@ fn histogram_rate(
     let mut to_end = (m.range_end - last_t) as f64 / 1000.0;
     if to_start >= threshold {
         to_start = avg_between / 2.0;
-    }
-    if counter && h.count > 0.0 && first.count >= 0.0 {
-        let to_zero = sampled * (first.count / h.count);
-        if to_zero < to_start {
-            to_start = to_zero;
-        }
     }
     if to_end >= threshold {
         to_end = avg_between / 2.0;

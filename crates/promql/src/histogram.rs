@@ -254,12 +254,20 @@ pub fn scale(h: &FloatHistogram, f: f64) -> FloatHistogram {
     out
 }
 
-/// Every count and the sum divided by `f`.
+/// Every count and the sum divided by `f`; division by zero drops all buckets, as in
+/// Prometheus.
 pub fn divide(h: &FloatHistogram, f: f64) -> FloatHistogram {
     let mut out = h.clone();
     out.count /= f;
     out.sum /= f;
     out.zero_count /= f;
+    if f == 0.0 {
+        out.positive_spans.clear();
+        out.negative_spans.clear();
+        out.positive_buckets.clear();
+        out.negative_buckets.clear();
+        return out;
+    }
     out.positive_buckets.iter_mut().for_each(|c| *c /= f);
     out.negative_buckets.iter_mut().for_each(|c| *c /= f);
     out
@@ -308,6 +316,54 @@ pub fn detect_reset(curr: &FloatHistogram, prev: &FloatHistogram) -> bool {
         p.iter().any(|(i, pc)| c.get(i).copied().unwrap_or(0.0) < *pc)
     };
     dropped(&pp, &mc.pos) || dropped(&pn, &mc.neg)
+}
+
+/// Go's `%g` for the bucket notation of `FloatHistogram.String()`.
+fn go_g(f: f64) -> String {
+    if f.is_nan() {
+        return "NaN".into();
+    }
+    if f.is_infinite() {
+        return if f > 0.0 { "+Inf".into() } else { "-Inf".into() };
+    }
+    if f == 0.0 {
+        return if f.is_sign_negative() { "-0".into() } else { "0".into() };
+    }
+    let e = format!("{f:e}");
+    let (mant, exp) = e.split_once('e').unwrap_or((&e, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    if !(-4..21).contains(&exp) {
+        let sign = if exp < 0 { '-' } else { '+' };
+        format!("{mant}e{sign}{:02}", exp.abs())
+    } else {
+        format!("{f}")
+    }
+}
+
+/// Prometheus' `FloatHistogram.String()`, used by `count_values` on histograms.
+pub fn to_string(h: &FloatHistogram) -> String {
+    let mut s = format!("{{count:{}, sum:{}", go_g(h.count), go_g(h.sum));
+    for b in all_buckets(h) {
+        if b.count == 0.0 {
+            continue;
+        }
+        let zero = !uses_custom(h) && b.lower <= 0.0 && b.upper >= 0.0;
+        let (open, close) = if zero {
+            ('[', ']')
+        } else if b.upper <= 0.0 && !uses_custom(h) {
+            ('[', ')')
+        } else {
+            ('(', ']')
+        };
+        s.push_str(&format!(
+            ", {open}{},{}{close}:{}",
+            go_g(b.lower),
+            go_g(b.upper),
+            go_g(b.count)
+        ));
+    }
+    s.push('}');
+    s
 }
 
 /// Exact equality as PromQL's `==` between histograms sees it (empty buckets ignored).
@@ -454,12 +510,14 @@ pub fn fraction(lower: f64, upper: f64, h: &FloatHistogram) -> f64 {
         }
         rank += b.count;
     }
-    if !lower_set || lower_rank > h.count {
-        lower_rank = h.count;
+    if !lower_set {
+        lower_rank = rank;
     }
-    if !upper_set || upper_rank > h.count {
-        upper_rank = h.count;
+    if !upper_set {
+        upper_rank = rank;
     }
+    lower_rank = lower_rank.min(h.count);
+    upper_rank = upper_rank.min(h.count);
     (upper_rank - lower_rank) / h.count
 }
 

@@ -3,6 +3,7 @@
 //! Prometheus' own runner does.
 
 mod check;
+mod nhcb;
 pub mod parse;
 mod run;
 mod skip;

@@ -60,7 +60,11 @@ pub fn run_script(
                 backend = factory();
                 histograms_loaded = false;
             }
-            Command::Load { line, interval, series, with_nhcb } => {
+            Command::Load { line, interval, mut series, with_nhcb } => {
+                if with_nhcb {
+                    let native = super::nhcb::convert(&series);
+                    series.extend(native);
+                }
                 histograms_loaded |= with_nhcb
                     || series
                         .iter()
