@@ -85,7 +85,26 @@ pub(crate) fn eval_aggregate(ev: &mut Evaluator<'_>, a: &AggregateExpr, ts: i64)
             out
         }
         "limit_ratio" => {
-            return exec_err("limit_ratio is not supported");
+            let mut r = scalar_param(&param, &op)?;
+            if r.is_nan() {
+                return exec_err(format!("Ratio value is NaN for {op}"));
+            }
+            if !(-1.0..=1.0).contains(&r) {
+                let capped = r.clamp(-1.0, 1.0);
+                ev.annotations.warn(format!(
+                    "ratio value should be between -1 and 1, got {}, capping to {}",
+                    format_float(r),
+                    format_float(capped)
+                ));
+                r = capped;
+            }
+            input
+                .into_iter()
+                .filter(|e| {
+                    let offset = crate::hash::labels_hash(&e.labels) as f64 / u64::MAX as f64;
+                    (r >= 0.0 && offset < r) || (r < 0.0 && offset >= 1.0 + r)
+                })
+                .collect()
         }
         "count_values" => {
             let Some(Val::Str(label)) = &param else {

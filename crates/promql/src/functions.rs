@@ -291,6 +291,7 @@ pub(crate) fn eval_call(ev: &mut Evaluator<'_>, call: &Call, ts: i64) -> Result<
             let lo = scalar_arg(&args, 0, name)?;
             let hi = scalar_arg(&args, 1, name)?;
             let v = take_vector(&mut args, 2, name)?;
+            let mut classic_out = classic_fraction(annos, lo, hi, &v, ts);
             let classic: HashSet<Labels> =
                 v.iter().filter(|e| e.h.is_none()).map(|e| e.labels.without(&["le"])).collect();
             let mut keep = Vec::with_capacity(v.len());
@@ -310,7 +311,11 @@ pub(crate) fn eval_call(ev: &mut Evaluator<'_>, call: &Call, ts: i64) -> Result<
                 }
                 keep.push(e);
             }
-            map_histograms(keep, ts, |h| histogram::fraction(lo, hi, h))
+            let mut out = map_histograms(keep, ts, |h| histogram::fraction(lo, hi, h));
+            let native: HashSet<Labels> = out.iter().map(|e| e.labels.clone()).collect();
+            classic_out.retain(|e| !native.contains(&e.labels));
+            out.extend(classic_out);
+            out
         }
         "round" => {
             let v = take_vector(&mut args, 0, name)?;
@@ -620,7 +625,13 @@ fn histogram_rate(
     let pts = &s.histograms;
     let first = &pts[0].h;
     let last = &pts[pts.len() - 1].h;
-    if pts.iter().any(|p| histogram::uses_custom(&p.h) != histogram::uses_custom(first)) {
+    // A reset between the first two samples nulls the first one, so its layout is moot.
+    let first_reset = counter && histogram::detect_reset(&pts[1].h, first);
+    let relevant = if first_reset { &pts[1..] } else { &pts[..] };
+    if relevant
+        .iter()
+        .any(|p| histogram::uses_custom(&p.h) != histogram::uses_custom(&relevant[0].h))
+    {
         annos.warn(histogram::incompatible_msg(histogram::Incompatible::MixedSchemas, name));
         return None;
     }
@@ -633,9 +644,9 @@ fn histogram_rate(
     {
         annos.warn(format!("this native histogram metric is not a gauge: {name:?}"));
     }
-    let min_schema = pts.iter().map(|p| p.h.schema).min().unwrap_or(first.schema);
+    let min_schema = relevant.iter().map(|p| p.h.schema).min().unwrap_or(first.schema);
     let mut prev: FloatHistogram = (**first).clone();
-    if counter && histogram::detect_reset(&pts[1].h, first) {
+    if first_reset {
         prev = FloatHistogram {
             schema: pts[1].h.schema,
             custom_values: pts[1].h.custom_values.clone(),
@@ -1096,6 +1107,102 @@ fn histogram_quantile(ev: &mut Evaluator<'_>, q: f64, v: Vec<Elem>, ts: i64) -> 
         out.push(Elem::float(labels.without(&[METRIC_NAME]), v, ts));
     }
     Ok(out)
+}
+
+/// `histogram_fraction` over classic `le` buckets, grouped like `histogram_quantile`.
+fn classic_fraction(
+    annos: &mut Annotations,
+    lower: f64,
+    upper: f64,
+    v: &[Elem],
+    ts: i64,
+) -> Vec<Elem> {
+    let mut index: HashMap<Labels, usize> = HashMap::new();
+    let mut groups: Vec<(Labels, Vec<Bucket>)> = Vec::new();
+    let natives: HashSet<&Labels> = v.iter().filter(|e| e.h.is_some()).map(|e| &e.labels).collect();
+    for e in v.iter().filter(|e| e.h.is_none()) {
+        let Some(le) = e.labels.get("le") else { continue };
+        let Some(upper) = parse_go_float(le) else {
+            annos.warn(format!(
+                "bucket label \"le\" is missing or has a malformed value of {le:?} for metric name {:?}",
+                e.labels.metric_name().unwrap_or("")
+            ));
+            continue;
+        };
+        let key = e.labels.without(&["le"]);
+        if natives.contains(&key) {
+            continue;
+        }
+        let i = *index.entry(key.clone()).or_insert_with(|| {
+            groups.push((key, Vec::new()));
+            groups.len() - 1
+        });
+        groups[i].1.push(Bucket { upper, count: e.v });
+    }
+    let mut out = Vec::new();
+    for (labels, mut buckets) in groups {
+        buckets.sort_by(|a, b| a.upper.partial_cmp(&b.upper).unwrap_or(std::cmp::Ordering::Equal));
+        let v = bucket_fraction(lower, upper, &buckets);
+        out.push(Elem::float(labels.without(&[METRIC_NAME]), v, ts));
+    }
+    out
+}
+
+fn bucket_fraction(lower: f64, upper: f64, sorted: &[Bucket]) -> f64 {
+    if sorted.last().is_none_or(|b| b.upper != f64::INFINITY) {
+        return f64::NAN;
+    }
+    let mut buckets: Vec<Bucket> = Vec::with_capacity(sorted.len());
+    for b in sorted {
+        match buckets.last_mut() {
+            Some(l) if l.upper == b.upper => l.count += b.count,
+            _ => buckets.push(Bucket { upper: b.upper, count: b.count }),
+        }
+    }
+    let count = buckets[buckets.len() - 1].count;
+    if count == 0.0 || lower.is_nan() || upper.is_nan() {
+        return f64::NAN;
+    }
+    if lower >= upper {
+        return 0.0;
+    }
+    let (mut rank, mut lower_rank, mut upper_rank) = (0.0, 0.0, 0.0);
+    let (mut lower_set, mut upper_set) = (false, false);
+    for (i, b) in buckets.iter().enumerate() {
+        let lb = if i > 0 { buckets[i - 1].upper } else { f64::NEG_INFINITY };
+        let ub = b.upper;
+        let interp = |v: f64| rank + (b.count - rank) * (v - lb) / (ub - lb);
+        if !lower_set && lb >= lower {
+            lower_rank = rank;
+            lower_set = true;
+        }
+        if !upper_set && lb >= upper {
+            upper_rank = rank;
+            upper_set = true;
+        }
+        if lower_set && upper_set {
+            break;
+        }
+        if !lower_set && lb < lower && ub > lower {
+            lower_rank = interp(lower);
+            lower_set = true;
+        }
+        if !upper_set && lb < upper && ub > upper {
+            upper_rank = interp(upper);
+            upper_set = true;
+        }
+        if lower_set && upper_set {
+            break;
+        }
+        rank = b.count;
+    }
+    if !lower_set || lower_rank > count {
+        lower_rank = count;
+    }
+    if !upper_set || upper_rank > count {
+        upper_rank = count;
+    }
+    (upper_rank - lower_rank) / count
 }
 
 /// Parses a float as Go's `strconv.ParseFloat` does for the spellings Prometheus emits.

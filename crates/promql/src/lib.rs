@@ -10,6 +10,7 @@ mod engine;
 mod error;
 mod eval;
 mod functions;
+mod hash;
 mod histogram;
 mod value;
 
