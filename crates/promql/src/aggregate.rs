@@ -9,7 +9,9 @@ use promql_parser::parser::{AggregateExpr, LabelModifier};
 
 use crate::error::{Result, exec_err};
 use crate::eval::{Elem, Evaluator, Val};
-use crate::functions::{format_float, kahan_sum_inc, quantile};
+use crate::float::{
+    avg, cmp_asc_nan_last, cmp_desc_nan_last, format_float, kahan_sum_inc, quantile,
+};
 use crate::histogram;
 
 fn group_key(l: &Labels, modifier: &Option<LabelModifier>) -> Labels {
@@ -232,60 +234,12 @@ fn scalar_param(p: &Option<Val>, op: &str) -> Result<f64> {
     }
 }
 
-pub(crate) fn cmp_desc_nan_last(a: f64, b: f64) -> std::cmp::Ordering {
-    use std::cmp::Ordering;
-    match (a.is_nan(), b.is_nan()) {
-        (true, true) => Ordering::Equal,
-        (true, false) => Ordering::Greater,
-        (false, true) => Ordering::Less,
-        _ => b.partial_cmp(&a).unwrap_or(Ordering::Equal),
-    }
-}
-
-pub(crate) fn cmp_asc_nan_last(a: f64, b: f64) -> std::cmp::Ordering {
-    use std::cmp::Ordering;
-    match (a.is_nan(), b.is_nan()) {
-        (true, true) => Ordering::Equal,
-        (true, false) => Ordering::Greater,
-        (false, true) => Ordering::Less,
-        _ => a.partial_cmp(&b).unwrap_or(Ordering::Equal),
-    }
-}
-
 fn sum(vals: &[f64]) -> f64 {
     let (mut s, mut c) = (0.0, 0.0);
     for &v in vals {
         (s, c) = kahan_sum_inc(v, s, c);
     }
     s + c
-}
-
-/// Mean with Kahan summation, switching to an incremental mean when the sum would overflow.
-pub(crate) fn avg(vals: &[f64]) -> f64 {
-    let (mut s, mut c) = (vals[0], 0.0);
-    let mut mean = 0.0;
-    let mut incremental = false;
-    for (i, &v) in vals.iter().enumerate().skip(1) {
-        let count = (i + 1) as f64;
-        if !incremental {
-            let (ns, nc) = kahan_sum_inc(v, s, c);
-            if !ns.is_infinite() {
-                (s, c) = (ns, nc);
-                continue;
-            }
-            incremental = true;
-            mean = s / (count - 1.0);
-            c /= count - 1.0;
-        }
-        let q = (count - 1.0) / count;
-        (mean, c) = kahan_sum_inc(v / count, q * mean, q * c);
-    }
-    if incremental {
-        mean + c
-    } else {
-        let n = vals.len() as f64;
-        s / n + c / n
-    }
 }
 
 fn stdvar(vals: &[f64]) -> f64 {

@@ -549,7 +549,7 @@ pub fn stdvar(h: &FloatHistogram) -> f64 {
             if b.upper < 0.0 { -m } else { m }
         };
         let delta = val - mean;
-        (var, c) = crate::functions::kahan_sum_inc(b.count * delta * delta, var, c);
+        (var, c) = crate::float::kahan_sum_inc(b.count * delta * delta, var, c);
     }
     (var + c) / h.count
 }

@@ -9,6 +9,7 @@ mod binary;
 mod engine;
 mod error;
 mod eval;
+mod float;
 mod functions;
 mod hash;
 mod histogram;

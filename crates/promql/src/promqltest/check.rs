@@ -9,7 +9,7 @@ use regex::Regex;
 use model::FloatHistogram;
 
 use super::parse::{EvalCmd, EvalKind, MsgMatch, SeqValue};
-use crate::functions::almost_equal;
+use crate::float::almost_equal;
 use crate::histogram;
 use crate::value::{Annotations, Value};
 
@@ -97,7 +97,7 @@ fn fmt_h(h: &FloatHistogram) -> String {
 }
 
 fn fmt_f(v: f64) -> String {
-    crate::functions::format_float(v)
+    crate::float::format_float(v)
 }
 
 /// Compares a query value with the expected series, scalar or string.

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use model::{FloatHistogram, Labels, METRIC_NAME, Span};
 
 use super::parse::{SeqValue, SeriesDef};
-use crate::functions::parse_go_float;
+use crate::float::parse_go_float;
 use crate::histogram::CUSTOM_SCHEMA;
 
 #[derive(Default)]

@@ -7,7 +7,7 @@ use model::{FloatHistogram, Labels, Span};
 use regex::Regex;
 
 use crate::error::{Error, Result};
-use crate::functions::parse_go_float;
+use crate::float::parse_go_float;
 use crate::histogram;
 
 /// One point of an expanded value sequence.
