@@ -87,8 +87,8 @@ impl Engine {
                     .into_iter()
                     .map(|s| Series {
                         labels: s.labels,
-                        points: s.points,
-                        histograms: s.histograms,
+                        points: s.points.to_vec(),
+                        histograms: s.histograms.to_vec(),
                     })
                     .collect();
                 series.sort_by(|a, b| a.labels.cmp(&b.labels));
@@ -134,6 +134,9 @@ impl Engine {
         let mut ev = self.evaluator(start, end);
         ev.load(storage, tenant, &expr, start, end)?;
         let mut index: HashMap<Labels, usize> = HashMap::new();
+        // Series keep their label allocation from step to step; looking the address up first
+        // skips hashing the labels. Addresses stay unique: `out` holds every keyed allocation.
+        let mut by_addr: HashMap<usize, usize> = HashMap::new();
         let mut out: Vec<Series> = Vec::new();
         let mut held = 0usize;
         let mut t = start;
@@ -154,14 +157,24 @@ impl Engine {
                 }
                 Val::Vector(vs) => {
                     for e in vs {
-                        let i = *index.entry(e.labels.clone()).or_insert_with(|| {
-                            out.push(Series {
-                                labels: e.labels,
-                                points: Vec::new(),
-                                histograms: Vec::new(),
-                            });
-                            out.len() - 1
-                        });
+                        let addr = e.labels.as_slice().as_ptr() as usize;
+                        let i = match by_addr.get(&addr) {
+                            Some(&i) => i,
+                            None => {
+                                let i = *index.entry(e.labels.clone()).or_insert_with(|| {
+                                    out.push(Series {
+                                        labels: e.labels.clone(),
+                                        points: Vec::new(),
+                                        histograms: Vec::new(),
+                                    });
+                                    out.len() - 1
+                                });
+                                if out[i].labels.as_slice().as_ptr() as usize == addr {
+                                    by_addr.insert(addr, i);
+                                }
+                                i
+                            }
+                        };
                         match e.h {
                             Some(h) => out[i].histograms.push(HistogramPoint { t, h }),
                             None => out[i].points.push(Point { t, v: e.v }),
@@ -261,6 +274,50 @@ mod tests {
             no_time.range_query(&storage(), &TenantId::default_tenant(), "foo", 0, 60_000, 1000);
         assert_eq!(
             r.map(|_| ()).map_err(|e| e.to_string()),
+            Err("query timed out in query execution".into())
+        );
+    }
+
+    #[test]
+    fn odd_queries_error_or_answer_without_panicking() {
+        let e = Engine::default();
+        let s = storage();
+        let t = TenantId::default_tenant();
+        let deep = format!("{}1{}", "(".repeat(200), ")".repeat(200));
+        for q in [
+            "foo @ 9223372036854775",
+            "foo offset 292y",
+            "foo offset -292y",
+            "rate(foo[1ms])",
+            "foo[10m:1ms] @ 0",
+            "topk(9e300, foo)",
+            "topk(-1, foo)",
+            "topk(NaN, foo)",
+            "quantile(NaN, foo)",
+            "histogram_quantile(0.5, foo)",
+            "label_replace(foo, \"a\", \"$99\", \"i\", \"(.*)\")",
+            "count_values(\"i\", foo)",
+            "round(foo, 0)",
+            "predict_linear(foo[10m], 1e308)",
+            "year(vector(1e300))",
+            "day_of_week(vector(-1e300))",
+            "sort_by_label(foo, \"i\", \"x\")",
+            "foo / on(i) group_left foo",
+            "limit_ratio(2, foo)",
+            &deep,
+        ] {
+            let _ = e.instant_query(&s, &t, q, 60_000);
+            let _ = e.range_query(&s, &t, q, 0, 120_000, 60_000);
+        }
+        let huge = e.range_query(&s, &t, "foo", i64::MIN, i64::MAX, i64::MAX);
+        assert!(huge.is_ok());
+        let quick = Engine::new(EngineOptions {
+            timeout: Some(Duration::from_millis(200)),
+            ..EngineOptions::default()
+        });
+        let slow = quick.instant_query(&s, &t, "count_over_time(foo[1y:1ms])", 0);
+        assert_eq!(
+            slow.map(|_| ()).map_err(|e| e.to_string()),
             Err("query timed out in query execution".into())
         );
     }

@@ -38,8 +38,37 @@ impl Elem {
 #[derive(Clone, Debug)]
 pub(crate) struct RangeElem {
     pub labels: Labels,
-    pub points: Vec<Point>,
-    pub histograms: Vec<HistogramPoint>,
+    pub points: Window<Point>,
+    pub histograms: Window<HistogramPoint>,
+}
+
+/// A window into points shared with the loaded data, so that range selectors do not copy.
+#[derive(Clone, Debug)]
+pub(crate) struct Window<T> {
+    data: Arc<[T]>,
+    start: usize,
+    end: usize,
+}
+
+impl<T> Window<T> {
+    fn new(data: &Arc<[T]>, start: usize, end: usize) -> Window<T> {
+        Window { data: data.clone(), start, end }
+    }
+}
+
+impl<T> From<Vec<T>> for Window<T> {
+    fn from(v: Vec<T>) -> Window<T> {
+        let end = v.len();
+        Window { data: v.into(), start: 0, end }
+    }
+}
+
+impl<T> std::ops::Deref for Window<T> {
+    type Target = [T];
+
+    fn deref(&self) -> &[T] {
+        &self.data[self.start..self.end]
+    }
 }
 
 /// A range vector at one step, with the window `(range_start, range_end]` it covers.
@@ -78,8 +107,12 @@ impl Val {
 
 struct Loaded {
     labels: Labels,
+    /// Raw samples, staleness markers included (instant selectors need them).
     samples: Vec<model::Sample>,
     histograms: Vec<HistogramPoint>,
+    /// The same without staleness markers, shared by range-selector windows.
+    floats: Arc<[Point]>,
+    live_histograms: Arc<[HistogramPoint]>,
 }
 
 pub(crate) struct Evaluator<'a> {
@@ -292,7 +325,22 @@ impl<'a> Evaluator<'a> {
                         .into_iter()
                         .map(|h| HistogramPoint { t: h.t, h: Arc::new(*h.h) })
                         .collect();
-                    out.push(Loaded { labels: s.labels, samples: s.samples, histograms });
+                    let histograms: Vec<HistogramPoint> = histograms;
+                    let floats: Arc<[Point]> = s
+                        .samples
+                        .iter()
+                        .filter(|x| !is_stale_nan(x.v))
+                        .map(|x| Point { t: x.t, v: x.v })
+                        .collect();
+                    let live_histograms: Arc<[HistogramPoint]> =
+                        histograms.iter().filter(|x| !is_stale_nan(x.h.sum)).cloned().collect();
+                    out.push(Loaded {
+                        labels: s.labels,
+                        samples: s.samples,
+                        histograms,
+                        floats,
+                        live_histograms,
+                    });
                 }
             }
         }
@@ -350,7 +398,7 @@ impl<'a> Evaluator<'a> {
                 let from = base.saturating_sub(range);
                 let mut t = from.div_euclid(step).saturating_mul(step).saturating_add(step);
                 let mut index: HashMap<Labels, usize> = HashMap::new();
-                let mut series: Vec<RangeElem> = Vec::new();
+                let mut series: Vec<(Labels, Vec<Point>, Vec<HistogramPoint>)> = Vec::new();
                 let mut last_src: Vec<Option<Arc<FloatHistogram>>> = Vec::new();
                 let mut n = 0usize;
                 while t <= base {
@@ -359,11 +407,7 @@ impl<'a> Evaluator<'a> {
                         Val::Vector(vs) => {
                             for e in vs {
                                 let i = *index.entry(e.labels.clone()).or_insert_with(|| {
-                                    series.push(RangeElem {
-                                        labels: e.labels,
-                                        points: Vec::new(),
-                                        histograms: Vec::new(),
-                                    });
+                                    series.push((e.labels, Vec::new(), Vec::new()));
                                     last_src.push(None);
                                     series.len() - 1
                                 });
@@ -386,24 +430,20 @@ impl<'a> Evaluator<'a> {
                                         } else {
                                             h
                                         };
-                                        series[i].histograms.push(HistogramPoint { t, h });
+                                        series[i].2.push(HistogramPoint { t, h });
                                     }
-                                    None => series[i].points.push(Point { t, v: e.v }),
+                                    None => series[i].1.push(Point { t, v: e.v }),
                                 }
                                 n += 1;
                             }
                         }
                         Val::Scalar(v) => {
                             let i = *index.entry(Labels::empty()).or_insert_with(|| {
-                                series.push(RangeElem {
-                                    labels: Labels::empty(),
-                                    points: Vec::new(),
-                                    histograms: Vec::new(),
-                                });
+                                series.push((Labels::empty(), Vec::new(), Vec::new()));
                                 last_src.push(None);
                                 series.len() - 1
                             });
-                            series[i].points.push(Point { t, v });
+                            series[i].1.push(Point { t, v });
                             n += 1;
                         }
                         other => {
@@ -419,6 +459,14 @@ impl<'a> Evaluator<'a> {
                         None => break,
                     };
                 }
+                let series = series
+                    .into_iter()
+                    .map(|(labels, p, h)| RangeElem {
+                        labels,
+                        points: p.into(),
+                        histograms: h.into(),
+                    })
+                    .collect();
                 Ok(Val::Matrix(MatrixVal { series, range_start: from, range_end: base }))
             }
             Expr::Call(c) => crate::functions::eval_call(self, c, ts),
@@ -477,20 +525,17 @@ impl<'a> Evaluator<'a> {
         let mut n = 0;
         for s in data.iter() {
             let start = t.saturating_sub(range);
-            let lo = s.samples.partition_point(|x| x.t <= start);
-            let hi = s.samples.partition_point(|x| x.t <= t);
-            let points: Vec<Point> = s.samples[lo..hi]
-                .iter()
-                .filter(|x| !is_stale_nan(x.v))
-                .map(|x| Point { t: x.t, v: x.v })
-                .collect();
-            let lo = s.histograms.partition_point(|x| x.t <= start);
-            let hi = s.histograms.partition_point(|x| x.t <= t);
-            let histograms: Vec<HistogramPoint> =
-                s.histograms[lo..hi].iter().filter(|x| !is_stale_nan(x.h.sum)).cloned().collect();
-            if !points.is_empty() || !histograms.is_empty() {
-                n += points.len() + histograms.len();
-                series.push(RangeElem { labels: s.labels.clone(), points, histograms });
+            let lo = s.floats.partition_point(|x| x.t <= start);
+            let hi = s.floats.partition_point(|x| x.t <= t);
+            let hlo = s.live_histograms.partition_point(|x| x.t <= start);
+            let hhi = s.live_histograms.partition_point(|x| x.t <= t);
+            if lo < hi || hlo < hhi {
+                n += (hi - lo) + (hhi - hlo);
+                series.push(RangeElem {
+                    labels: s.labels.clone(),
+                    points: Window::new(&s.floats, lo, hi),
+                    histograms: Window::new(&s.live_histograms, hlo, hhi),
+                });
             }
         }
         self.count_samples(n)?;
