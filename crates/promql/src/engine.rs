@@ -23,6 +23,9 @@ pub struct EngineOptions {
     /// Step of a subquery written without one (`[5m:]`); Prometheus uses the global
     /// evaluation interval, 1m by default.
     pub default_subquery_step_ms: i64,
+    /// Accept experimental duration arithmetic (`foo[5m+30s]`, `offset (2 * 1m)`), as
+    /// Prometheus' `promql-duration-expr` feature flag does.
+    pub enable_duration_expressions: bool,
 }
 
 impl Default for EngineOptions {
@@ -32,6 +35,7 @@ impl Default for EngineOptions {
             max_samples: 50_000_000,
             timeout: Some(Duration::from_secs(120)),
             default_subquery_step_ms: 60 * 1000,
+            enable_duration_expressions: false,
         }
     }
 }
@@ -59,7 +63,7 @@ impl Engine {
         query: &str,
         t: Timestamp,
     ) -> Result<QueryResult> {
-        let expr = parse(query)?;
+        let expr = self.parse(query)?;
         self.instant_query_expr(storage, tenant, &expr, t)
     }
 
@@ -117,7 +121,7 @@ impl Engine {
         if end < start {
             return Err(Error::InvalidQuery("end timestamp must not be before start time".into()));
         }
-        let expr = parse(query)?;
+        let expr = self.parse(query)?;
         match expr.value_type() {
             parser::value::ValueType::Matrix => {
                 return Err(Error::InvalidQuery(
@@ -196,6 +200,15 @@ impl Engine {
         }
         out.sort_by(|a, b| a.labels.cmp(&b.labels));
         Ok(QueryResult { value: Value::Matrix(out), annotations: ev.annotations })
+    }
+
+    /// Parses `query` as this engine accepts it (with duration expressions if enabled).
+    pub(crate) fn parse(&self, query: &str) -> Result<Expr> {
+        if self.opts.enable_duration_expressions {
+            parse(&crate::duration_expr::fold(query))
+        } else {
+            parse(query)
+        }
     }
 
     fn evaluator(&self, start: Timestamp, end: Timestamp) -> Evaluator<'_> {

@@ -6,6 +6,7 @@
 
 mod aggregate;
 mod binary;
+mod duration_expr;
 mod engine;
 mod error;
 mod eval;

@@ -6,6 +6,7 @@ use std::sync::LazyLock;
 use model::{FloatHistogram, Labels, Span};
 use regex::Regex;
 
+pub use crate::duration_expr::parse_duration;
 use crate::error::{Error, Result};
 use crate::float::parse_go_float;
 use crate::histogram;
@@ -85,48 +86,6 @@ static PAT_EXPECT: LazyLock<Regex> = LazyLock::new(|| {
 
 fn err<T>(line: usize, msg: impl Into<String>) -> Result<T> {
     Err(Error::TestScript { line, msg: msg.into() })
-}
-
-/// Parses a Prometheus duration (`1h5m`, `10s53ms`, `0`) into milliseconds; a leading `-`
-/// negates it.
-pub fn parse_duration(s: &str) -> Option<i64> {
-    let s = s.trim();
-    if let Some(rest) = s.strip_prefix('-') {
-        return parse_duration(rest).map(|d| -d);
-    }
-    if s == "0" {
-        return Some(0);
-    }
-    if s.is_empty() {
-        return None;
-    }
-    let units: [(&str, i64); 7] = [
-        ("y", 365 * 24 * 3_600_000),
-        ("w", 7 * 24 * 3_600_000),
-        ("d", 24 * 3_600_000),
-        ("h", 3_600_000),
-        ("ms", 1),
-        ("m", 60_000),
-        ("s", 1000),
-    ];
-    let b = s.as_bytes();
-    let mut i = 0;
-    let mut total: i64 = 0;
-    while i < b.len() {
-        let start = i;
-        while i < b.len() && b[i].is_ascii_digit() {
-            i += 1;
-        }
-        if start == i {
-            return None;
-        }
-        let n: i64 = s[start..i].parse().ok()?;
-        let rest = &s[i..];
-        let (u, mult) = units.iter().find(|(u, _)| rest.starts_with(u))?;
-        i += u.len();
-        total = total.checked_add(n.checked_mul(*mult)?)?;
-    }
-    Some(total)
 }
 
 /// A number as the test language writes it: Go ints (incl. hex) and floats, `Inf`, `NaN`.

@@ -9,7 +9,7 @@ use promql_parser::parser::{AtModifier, Expr};
 use super::check::{check_annotations, check_failure, compare};
 use super::parse::{Command, EvalCmd, EvalKind, SeqValue, parse_script};
 use super::{Backend, BackendFactory, CaseReport, FileReport, Outcome, SkipList};
-use crate::engine::{Engine, EngineOptions, parse};
+use crate::engine::{Engine, EngineOptions};
 use crate::value::{Sample, Value};
 
 /// Runs one `.test` file against fresh backends from `factory`.
@@ -49,7 +49,11 @@ pub fn run_script(
             return report;
         }
     };
-    let engine = Engine::new(EngineOptions::default());
+    // Upstream runs its scripts with the experimental syntax enabled.
+    let engine = Engine::new(EngineOptions {
+        enable_duration_expressions: true,
+        ..EngineOptions::default()
+    });
     let tenant = TenantId::default_tenant();
     let mut backend = factory();
     let mut histograms_loaded = false;
@@ -146,7 +150,7 @@ fn run_eval(
             check_result(cmd, res.map(|r| (r.value, r.annotations)))
         }
         EvalKind::Instant { at } => {
-            let expr = match parse(&cmd.query) {
+            let expr = match engine.parse(&cmd.query) {
                 Ok(e) => e,
                 Err(e) => return check_result(cmd, Err(e)),
             };
