@@ -98,7 +98,7 @@ pub(crate) fn parse_go_float(s: &str) -> Option<f64> {
 }
 
 /// Prometheus' `almost.Equal`: true for two NaNs, or a relative difference below `epsilon`.
-pub fn almost_equal(a: f64, b: f64, epsilon: f64) -> bool {
+pub(crate) fn almost_equal(a: f64, b: f64, epsilon: f64) -> bool {
     if a.is_nan() && b.is_nan() {
         return true;
     }

@@ -553,3 +553,49 @@ pub fn stdvar(h: &FloatHistogram) -> f64 {
     }
     (var + c) / h.count
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn h(schema: i32, offset: i32, buckets: &[f64]) -> FloatHistogram {
+        FloatHistogram {
+            schema,
+            count: buckets.iter().sum(),
+            positive_spans: vec![Span { offset, length: buckets.len() as u32 }],
+            positive_buckets: buckets.to_vec(),
+            ..FloatHistogram::default()
+        }
+    }
+
+    #[test]
+    fn bucket_bounds() {
+        for (idx, schema, want) in
+            [(0, 0, 1.0), (1, 0, 2.0), (-1, 0, 0.5), (1, 1, 2f64.sqrt()), (1, -1, 4.0)]
+        {
+            assert!((bound(idx, schema) - want).abs() < 1e-12, "bound({idx}, {schema})");
+        }
+    }
+
+    #[test]
+    fn add_reduces_to_the_coarser_schema() {
+        // Schema 1 buckets 1..=4 are (1,√2], (√2,2], (2,2√2], (2√2,4]: schema 0 buckets 1 and 2.
+        let fine = h(1, 1, &[1.0, 2.0, 3.0, 4.0]);
+        let coarse = h(0, 1, &[10.0, 20.0]);
+        let sum = add(&fine, &coarse, 1.0).unwrap();
+        assert_eq!(sum.schema, 0);
+        assert_eq!(expand(&sum.positive_spans, &sum.positive_buckets), [(1, 13.0), (2, 27.0)]);
+        assert_eq!(sum.count, 40.0);
+        let mixed = add(&fine, &FloatHistogram { schema: CUSTOM_SCHEMA, ..fine.clone() }, 1.0);
+        assert_eq!(mixed, Err(Incompatible::MixedSchemas));
+    }
+
+    #[test]
+    fn quantile_interpolates_exponentially() {
+        // 4 observations: 1 in (0.5,1], 2 in (1,2], 1 in (2,4]. The median is √2.
+        let x = h(0, 0, &[1.0, 2.0, 1.0]);
+        assert!((quantile(0.5, &x) - 2f64.sqrt()).abs() < 1e-12);
+        assert!((fraction(1.0, 2.0, &x) - 0.5).abs() < 1e-12);
+        assert!(detect_reset(&h(0, 0, &[1.0, 1.0, 1.0]), &x));
+    }
+}

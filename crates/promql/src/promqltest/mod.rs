@@ -4,7 +4,7 @@
 
 mod check;
 mod nhcb;
-pub mod parse;
+mod parse;
 mod run;
 mod skip;
 
