@@ -4,11 +4,11 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use model::{FloatHistogram, Labels, METRIC_NAME};
+use model::{FloatHistogram, Labels};
 use promql_parser::parser::{BinModifier, BinaryExpr, LabelModifier, VectorMatchCardinality};
 
 use crate::error::{Result, exec_err};
-use crate::eval::{Elem, Evaluator, Val, check_unique, drop_name};
+use crate::eval::{Elem, Evaluator, MetaLabels, NAME_ONLY, Val, check_unique, drop_name};
 use crate::histogram::{self, Incompatible};
 use crate::value::Annotations;
 
@@ -177,9 +177,9 @@ pub(crate) fn eval_binary(ev: &mut Evaluator<'_>, be: &BinaryExpr, ts: i64) -> R
             let default = BinModifier::default();
             let m = be.modifier.as_ref().unwrap_or(&default);
             let out = match op {
-                Op::And => set_and(l, r, m, false),
-                Op::Unless => set_and(l, r, m, true),
-                Op::Or => set_or(l, r, m),
+                Op::And => set_and(ev.meta(), l, r, m, false),
+                Op::Unless => set_and(ev.meta(), l, r, m, true),
+                Op::Or => set_or(ev.meta(), l, r, m),
                 _ => vector_vector(ev, op, &op_str, l, r, m, return_bool)?,
             };
             check_unique(&out)?;
@@ -227,7 +227,7 @@ fn vector_scalar(
         }
         if keep {
             if !op.is_comparison() || return_bool {
-                e.labels = drop_name(&e.labels);
+                e.labels = drop_name(&e.labels, ev.meta());
             }
             e.v = v;
             e.h = h;
@@ -239,7 +239,7 @@ fn vector_scalar(
 
 /// The matching signature of a series: the `on` labels, or all but the `ignoring` labels
 /// and the metric name.
-fn signature(l: &Labels, matching: &Option<LabelModifier>) -> Labels {
+fn signature(l: &Labels, matching: &Option<LabelModifier>, meta: MetaLabels) -> Labels {
     match matching {
         Some(LabelModifier::Include(on)) => {
             let names: Vec<&str> = on.labels.iter().map(String::as_str).collect();
@@ -247,22 +247,30 @@ fn signature(l: &Labels, matching: &Option<LabelModifier>) -> Labels {
         }
         Some(LabelModifier::Exclude(ign)) => {
             let mut names: Vec<&str> = ign.labels.iter().map(String::as_str).collect();
-            names.push(METRIC_NAME);
+            names.extend_from_slice(meta);
             l.without(&names)
         }
-        None => l.without(&[METRIC_NAME]),
+        None => l.without(meta),
     }
 }
 
-fn set_and(l: Vec<Elem>, r: Vec<Elem>, m: &BinModifier, unless: bool) -> Vec<Elem> {
-    let sigs: HashSet<Labels> = r.iter().map(|e| signature(&e.labels, &m.matching)).collect();
-    l.into_iter().filter(|e| sigs.contains(&signature(&e.labels, &m.matching)) != unless).collect()
+fn set_and(
+    meta: MetaLabels,
+    l: Vec<Elem>,
+    r: Vec<Elem>,
+    m: &BinModifier,
+    unless: bool,
+) -> Vec<Elem> {
+    let sigs: HashSet<Labels> = r.iter().map(|e| signature(&e.labels, &m.matching, meta)).collect();
+    l.into_iter()
+        .filter(|e| sigs.contains(&signature(&e.labels, &m.matching, meta)) != unless)
+        .collect()
 }
 
-fn set_or(l: Vec<Elem>, r: Vec<Elem>, m: &BinModifier) -> Vec<Elem> {
-    let sigs: HashSet<Labels> = l.iter().map(|e| signature(&e.labels, &m.matching)).collect();
+fn set_or(meta: MetaLabels, l: Vec<Elem>, r: Vec<Elem>, m: &BinModifier) -> Vec<Elem> {
+    let sigs: HashSet<Labels> = l.iter().map(|e| signature(&e.labels, &m.matching, meta)).collect();
     let mut out = l;
-    out.extend(r.into_iter().filter(|e| !sigs.contains(&signature(&e.labels, &m.matching))));
+    out.extend(r.into_iter().filter(|e| !sigs.contains(&signature(&e.labels, &m.matching, meta))));
     out
 }
 
@@ -288,7 +296,7 @@ fn vector_vector(
     let (many, one) = if card_one_to_many { (rhs, lhs) } else { (lhs, rhs) };
     let mut right: HashMap<Labels, &Elem> = HashMap::with_capacity(one.len());
     for rs in &one {
-        let sig = signature(&rs.labels, &m.matching);
+        let sig = signature(&rs.labels, &m.matching, NAME_ONLY);
         if let Some(dup) = right.get(&sig) {
             let side = if card_one_to_many { "left" } else { "right" };
             return exec_err(format!(
@@ -301,7 +309,7 @@ fn vector_vector(
     let mut matched: HashMap<Labels, HashSet<Labels>> = HashMap::new();
     let mut out = Vec::new();
     for ls in &many {
-        let sig = signature(&ls.labels, &m.matching);
+        let sig = signature(&ls.labels, &m.matching, NAME_ONLY);
         let Some(rs) = right.get(&sig) else { continue };
         let (l, r) = if card_one_to_many { (*rs, ls) } else { (ls, *rs) };
         let name = ls.labels.metric_name().unwrap_or("").to_string();
@@ -318,9 +326,10 @@ fn vector_vector(
         } else if !keep {
             continue;
         }
-        let mut metric = result_metric(&ls.labels, &rs.labels, op, m, one_to_one, &include);
+        let mut metric =
+            result_metric(ev.meta(), &ls.labels, &rs.labels, op, m, one_to_one, &include);
         if return_bool {
-            metric = drop_name(&metric);
+            metric = drop_name(&metric, ev.meta());
         }
         if one_to_one {
             if matched.contains_key(&sig) {
@@ -343,6 +352,7 @@ fn vector_vector(
 }
 
 fn result_metric(
+    meta: MetaLabels,
     many: &Labels,
     one: &Labels,
     op: Op,
@@ -350,7 +360,8 @@ fn result_metric(
     one_to_one: bool,
     include: &[String],
 ) -> Labels {
-    let mut l = if !op.is_comparison() && !op.is_set() { drop_name(many) } else { many.clone() };
+    let mut l =
+        if !op.is_comparison() && !op.is_set() { drop_name(many, meta) } else { many.clone() };
     if one_to_one {
         match &m.matching {
             Some(LabelModifier::Include(on)) => {

@@ -26,6 +26,9 @@ pub struct EngineOptions {
     /// Accept experimental duration arithmetic (`foo[5m+30s]`, `offset (2 * 1m)`), as
     /// Prometheus' `promql-duration-expr` feature flag does.
     pub enable_duration_expressions: bool,
+    /// Treat `__type__` and `__unit__` as part of the metric name, dropping them with it, as
+    /// Prometheus' `type-and-unit-labels` feature flag does.
+    pub enable_type_and_unit_labels: bool,
 }
 
 impl Default for EngineOptions {
@@ -36,6 +39,7 @@ impl Default for EngineOptions {
             timeout: Some(Duration::from_secs(120)),
             default_subquery_step_ms: 60 * 1000,
             enable_duration_expressions: false,
+            enable_type_and_unit_labels: false,
         }
     }
 }

@@ -145,8 +145,16 @@ pub(crate) fn duration_ms(d: &std::time::Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 4)
 }
 
-pub(crate) fn drop_name(l: &Labels) -> Labels {
-    if l.get(METRIC_NAME).is_some() { l.without(&[METRIC_NAME]) } else { l.clone() }
+/// The labels that identify a metric rather than a series: dropped together whenever an
+/// operation changes the meaning of the value.
+pub(crate) type MetaLabels = &'static [&'static str];
+
+pub(crate) const NAME_ONLY: MetaLabels = &[METRIC_NAME];
+const NAME_TYPE_UNIT: MetaLabels = &[METRIC_NAME, "__type__", "__unit__"];
+
+/// `l` without the metric name (and, with type-and-unit labels on, `__type__`/`__unit__`).
+pub(crate) fn drop_name(l: &Labels, meta: MetaLabels) -> Labels {
+    if meta.iter().any(|n| l.get(n).is_some()) { l.without(meta) } else { l.clone() }
 }
 
 fn selector_key(vs: &VectorSelector) -> usize {
@@ -204,6 +212,11 @@ impl<'a> Evaluator<'a> {
             data: HashMap::new(),
             step_samples: 0,
         }
+    }
+
+    /// The labels dropped with the metric name.
+    pub fn meta(&self) -> MetaLabels {
+        if self.opts.enable_type_and_unit_labels { NAME_TYPE_UNIT } else { NAME_ONLY }
     }
 
     pub fn check_deadline(&self) -> Result<()> {
@@ -369,7 +382,7 @@ impl<'a> Evaluator<'a> {
                     let out: Vec<Elem> = vs
                         .into_iter()
                         .map(|e| Elem {
-                            labels: drop_name(&e.labels),
+                            labels: drop_name(&e.labels, self.meta()),
                             v: -e.v,
                             t: e.t,
                             h: e.h.map(|h| Arc::new(crate::histogram::scale(&h, -1.0))),

@@ -68,7 +68,7 @@ pub(crate) fn histogram_quantile(
                 "input to histogram_quantile has NaN observations, result is {how} for metric name {name:?}"
             ));
         }
-        out.push(Elem::float(drop_name(&labels), v, ts));
+        out.push(Elem::float(drop_name(&labels, ev.meta()), v, ts));
     }
     for (labels, mut buckets) in groups {
         if conflicts.contains(&labels) {

@@ -14,7 +14,9 @@ use model::{FloatHistogram, Labels};
 use promql_parser::parser::{Call, Expr};
 
 use crate::error::{Result, exec_err};
-use crate::eval::{Elem, Evaluator, MatrixVal, RangeElem, Val, check_unique, drop_name};
+use crate::eval::{
+    Elem, Evaluator, MatrixVal, MetaLabels, RangeElem, Val, check_unique, drop_name,
+};
 use crate::float::{cmp_asc_nan_last, cmp_desc_nan_last, format_float, go_max, go_min, quantile};
 use crate::histogram;
 use crate::value::{Annotations, Point};
@@ -72,6 +74,7 @@ pub(crate) enum Out {
 
 /// Applies `f` to each series of a range vector; the metric name is dropped unless `keep`.
 pub(crate) fn over_matrix(
+    meta: MetaLabels,
     m: &MatrixVal,
     ts: i64,
     keep: bool,
@@ -80,7 +83,7 @@ pub(crate) fn over_matrix(
     m.series
         .iter()
         .filter_map(|s| {
-            let labels = if keep { s.labels.clone() } else { drop_name(&s.labels) };
+            let labels = if keep { s.labels.clone() } else { drop_name(&s.labels, meta) };
             match f(s)? {
                 Out::F(v) => Some(Elem::float(labels, v, ts)),
                 Out::H(h) => Some(Elem { labels, v: 0.0, t: ts, h: Some(Arc::new(h)) }),
@@ -109,26 +112,28 @@ pub(crate) fn mixed_warning(annos: &mut Annotations, s: &RangeElem) {
 }
 
 /// Applies `f` to float elements; histograms are dropped, as Prometheus' simple functions do.
-pub(crate) fn map_vector(v: Vec<Elem>, f: impl Fn(f64) -> f64) -> Vec<Elem> {
+pub(crate) fn map_vector(meta: MetaLabels, v: Vec<Elem>, f: impl Fn(f64) -> f64) -> Vec<Elem> {
     v.into_iter()
         .filter(|e| e.h.is_none())
-        .map(|e| Elem::float(drop_name(&e.labels), f(e.v), e.t))
+        .map(|e| Elem::float(drop_name(&e.labels, meta), f(e.v), e.t))
         .collect()
 }
 
 /// Applies `f` to histogram elements; floats are dropped.
 pub(crate) fn map_histograms(
+    meta: MetaLabels,
     v: Vec<Elem>,
     ts: i64,
     f: impl Fn(&FloatHistogram) -> f64,
 ) -> Vec<Elem> {
     v.into_iter()
-        .filter_map(|e| e.h.as_ref().map(|h| Elem::float(drop_name(&e.labels), f(h), ts)))
+        .filter_map(|e| e.h.as_ref().map(|h| Elem::float(drop_name(&e.labels, meta), f(h), ts)))
         .collect()
 }
 
 pub(crate) fn eval_call(ev: &mut Evaluator<'_>, call: &Call, ts: i64) -> Result<Val> {
     let name = call.func.name;
+    let meta = ev.meta();
     let exprs = &call.args.args;
     if name == "timestamp"
         && let Some(Expr::VectorSelector(vs)) = exprs.first().map(|e| unwrap_parens(e))
@@ -136,7 +141,7 @@ pub(crate) fn eval_call(ev: &mut Evaluator<'_>, call: &Call, ts: i64) -> Result<
         let v = ev.eval_vector_selector(vs, ts)?;
         let out: Vec<Elem> = v
             .into_iter()
-            .map(|e| Elem::float(drop_name(&e.labels), e.t as f64 / 1000.0, ts))
+            .map(|e| Elem::float(drop_name(&e.labels, meta), e.t as f64 / 1000.0, ts))
             .collect();
         check_unique(&out)?;
         return Ok(Val::Vector(out));
@@ -174,7 +179,7 @@ pub(crate) fn eval_call(ev: &mut Evaluator<'_>, call: &Call, ts: i64) -> Result<
         "timestamp" => {
             let v = take_vector(&mut args, 0, name)?;
             v.into_iter()
-                .map(|e| Elem::float(drop_name(&e.labels), ts as f64 / 1000.0, ts))
+                .map(|e| Elem::float(drop_name(&e.labels, meta), ts as f64 / 1000.0, ts))
                 .collect()
         }
         "label_replace" => label_replace(&mut args)?,
@@ -215,16 +220,18 @@ pub(crate) fn eval_call(ev: &mut Evaluator<'_>, call: &Call, ts: i64) -> Result<
             let v = take_vector(&mut args, 1, name)?;
             histogram_quantile(ev, q, v, ts)?
         }
-        "histogram_count" => map_histograms(take_vector(&mut args, 0, name)?, ts, |h| h.count),
-        "histogram_sum" => map_histograms(take_vector(&mut args, 0, name)?, ts, |h| h.sum),
+        "histogram_count" => {
+            map_histograms(meta, take_vector(&mut args, 0, name)?, ts, |h| h.count)
+        }
+        "histogram_sum" => map_histograms(meta, take_vector(&mut args, 0, name)?, ts, |h| h.sum),
         "histogram_avg" => {
-            map_histograms(take_vector(&mut args, 0, name)?, ts, |h| h.sum / h.count)
+            map_histograms(meta, take_vector(&mut args, 0, name)?, ts, |h| h.sum / h.count)
         }
-        "histogram_stddev" => {
-            map_histograms(take_vector(&mut args, 0, name)?, ts, |h| histogram::stdvar(h).sqrt())
-        }
+        "histogram_stddev" => map_histograms(meta, take_vector(&mut args, 0, name)?, ts, |h| {
+            histogram::stdvar(h).sqrt()
+        }),
         "histogram_stdvar" => {
-            map_histograms(take_vector(&mut args, 0, name)?, ts, histogram::stdvar)
+            map_histograms(meta, take_vector(&mut args, 0, name)?, ts, histogram::stdvar)
         }
         "histogram_fraction" => {
             let lo = scalar_arg(&args, 0, name)?;
@@ -250,7 +257,7 @@ pub(crate) fn eval_call(ev: &mut Evaluator<'_>, call: &Call, ts: i64) -> Result<
                 }
                 keep.push(e);
             }
-            let mut out = map_histograms(keep, ts, |h| histogram::fraction(lo, hi, h));
+            let mut out = map_histograms(meta, keep, ts, |h| histogram::fraction(lo, hi, h));
             let native: HashSet<Labels> = out.iter().map(|e| e.labels.clone()).collect();
             classic_out.retain(|e| !native.contains(&e.labels));
             out.extend(classic_out);
@@ -260,22 +267,22 @@ pub(crate) fn eval_call(ev: &mut Evaluator<'_>, call: &Call, ts: i64) -> Result<
             let v = take_vector(&mut args, 0, name)?;
             let to = if args.len() > 1 { scalar_arg(&args, 1, name)? } else { 1.0 };
             let inv = 1.0 / to;
-            map_vector(v, |x| (x * inv + 0.5).floor() / inv)
+            map_vector(meta, v, |x| (x * inv + 0.5).floor() / inv)
         }
         "clamp" => {
             let v = take_vector(&mut args, 0, name)?;
             let (lo, hi) = (scalar_arg(&args, 1, name)?, scalar_arg(&args, 2, name)?);
-            if hi < lo { Vec::new() } else { map_vector(v, |x| go_max(lo, go_min(hi, x))) }
+            if hi < lo { Vec::new() } else { map_vector(meta, v, |x| go_max(lo, go_min(hi, x))) }
         }
         "clamp_min" => {
             let v = take_vector(&mut args, 0, name)?;
             let lo = scalar_arg(&args, 1, name)?;
-            map_vector(v, |x| go_max(lo, x))
+            map_vector(meta, v, |x| go_max(lo, x))
         }
         "clamp_max" => {
             let v = take_vector(&mut args, 0, name)?;
             let hi = scalar_arg(&args, 1, name)?;
-            map_vector(v, |x| go_min(hi, x))
+            map_vector(meta, v, |x| go_min(hi, x))
         }
         "day_of_month" | "day_of_week" | "day_of_year" | "days_in_month" | "hour" | "minute"
         | "month" | "year" => {
@@ -284,12 +291,12 @@ pub(crate) fn eval_call(ev: &mut Evaluator<'_>, call: &Call, ts: i64) -> Result<
             } else {
                 take_vector(&mut args, 0, name)?
             };
-            map_vector(v, |x| date_part(name, x))
+            map_vector(meta, v, |x| date_part(name, x))
         }
         "rate" | "increase" | "delta" => {
             let m = take_matrix(&mut args, 0, name)?;
             let (counter, rate) = (name != "delta", name == "rate");
-            let out = over_matrix(&m, ts, false, |s| {
+            let out = over_matrix(meta, &m, ts, false, |s| {
                 if !s.points.is_empty() && !s.histograms.is_empty() {
                     mixed_warning(annos, s);
                     return None;
@@ -316,11 +323,11 @@ pub(crate) fn eval_call(ev: &mut Evaluator<'_>, call: &Call, ts: i64) -> Result<
         }
         "irate" | "idelta" => {
             let m = take_matrix(&mut args, 0, name)?;
-            over_matrix(&m, ts, false, |s| instant_value(annos, s, name == "irate"))
+            over_matrix(meta, &m, ts, false, |s| instant_value(annos, s, name == "irate"))
         }
         "deriv" => {
             let m = take_matrix(&mut args, 0, name)?;
-            over_matrix(&m, ts, false, |s| {
+            over_matrix(meta, &m, ts, false, |s| {
                 let p = floats_only(annos, s)?;
                 if p.len() < 2 { None } else { Some(Out::F(linear_regression(p, p[0].t).0)) }
             })
@@ -328,7 +335,7 @@ pub(crate) fn eval_call(ev: &mut Evaluator<'_>, call: &Call, ts: i64) -> Result<
         "predict_linear" => {
             let m = take_matrix(&mut args, 0, name)?;
             let d = scalar_arg(&args, 1, name)?;
-            over_matrix(&m, ts, false, |s| {
+            over_matrix(meta, &m, ts, false, |s| {
                 let p = floats_only(annos, s)?;
                 if p.len() < 2 {
                     None
@@ -340,7 +347,9 @@ pub(crate) fn eval_call(ev: &mut Evaluator<'_>, call: &Call, ts: i64) -> Result<
         }
         "resets" | "changes" => {
             let m = take_matrix(&mut args, 0, name)?;
-            over_matrix(&m, ts, false, |s| Some(Out::F(resets_or_changes(s, name == "resets"))))
+            over_matrix(meta, &m, ts, false, |s| {
+                Some(Out::F(resets_or_changes(s, name == "resets")))
+            })
         }
         "double_exponential_smoothing" | "holt_winters" => {
             let m = take_matrix(&mut args, 0, name)?;
@@ -356,7 +365,7 @@ pub(crate) fn eval_call(ev: &mut Evaluator<'_>, call: &Call, ts: i64) -> Result<
                     "invalid trend factor. Expected: 0 < tf < 1, got: {tf:.6}"
                 ));
             }
-            over_matrix(&m, ts, false, |s| {
+            over_matrix(meta, &m, ts, false, |s| {
                 double_exp_smoothing(floats_only(annos, s)?, sf, tf).map(Out::F)
             })
         }
@@ -368,11 +377,11 @@ pub(crate) fn eval_call(ev: &mut Evaluator<'_>, call: &Call, ts: i64) -> Result<
         | "ts_of_first_over_time" => {
             let m = take_matrix(&mut args, 0, name)?;
             let keep = name == "last_over_time" || name == "first_over_time";
-            over_matrix(&m, ts, keep, |s| any_over_time(name, s))
+            over_matrix(meta, &m, ts, keep, |s| any_over_time(name, s))
         }
         "sum_over_time" | "avg_over_time" => {
             let m = take_matrix(&mut args, 0, name)?;
-            over_matrix(&m, ts, false, |s| {
+            over_matrix(meta, &m, ts, false, |s| {
                 if !s.points.is_empty() && !s.histograms.is_empty() {
                     mixed_warning(annos, s);
                     return None;
@@ -391,7 +400,9 @@ pub(crate) fn eval_call(ev: &mut Evaluator<'_>, call: &Call, ts: i64) -> Result<
         | "ts_of_max_over_time"
         | "ts_of_min_over_time" => {
             let m = take_matrix(&mut args, 0, name)?;
-            over_matrix(&m, ts, false, |s| over_time(name, floats_only(annos, s)?).map(Out::F))
+            over_matrix(meta, &m, ts, false, |s| {
+                over_time(name, floats_only(annos, s)?).map(Out::F)
+            })
         }
         "quantile_over_time" => {
             let q = scalar_arg(&args, 0, name)?;
@@ -402,7 +413,7 @@ pub(crate) fn eval_call(ev: &mut Evaluator<'_>, call: &Call, ts: i64) -> Result<
                     format_float(q)
                 ));
             }
-            over_matrix(&m, ts, false, |s| {
+            over_matrix(meta, &m, ts, false, |s| {
                 let p = floats_only(annos, s)?;
                 Some(Out::F(quantile(q, p.iter().map(|x| x.v).collect())))
             })
@@ -443,7 +454,7 @@ pub(crate) fn eval_call(ev: &mut Evaluator<'_>, call: &Call, ts: i64) -> Result<
                 _ => return exec_err(format!("function {name}() is not supported")),
             };
             let v = take_vector(&mut args, 0, name)?;
-            map_vector(v, f)
+            map_vector(meta, v, f)
         }
     };
     check_unique(&out)?;

@@ -52,27 +52,22 @@ pub fn run_script(
     // Upstream runs its scripts with the experimental syntax enabled.
     let engine = Engine::new(EngineOptions {
         enable_duration_expressions: true,
+        enable_type_and_unit_labels: true,
         ..EngineOptions::default()
     });
     let tenant = TenantId::default_tenant();
     let mut backend = factory();
-    let mut histograms_loaded = false;
     let mut raw: Vec<(usize, String, Result<(), String>)> = Vec::new();
     for cmd in cmds {
         match cmd {
             Command::Clear => {
                 backend = factory();
-                histograms_loaded = false;
             }
             Command::Load { line, interval, mut series, with_nhcb } => {
                 if with_nhcb {
                     let native = super::nhcb::convert(&series);
                     series.extend(native);
                 }
-                histograms_loaded |= with_nhcb
-                    || series
-                        .iter()
-                        .any(|s| s.values.iter().any(|v| matches!(v, SeqValue::Histogram(_))));
                 let mut batch = WriteBatch::default();
                 for s in series {
                     let samples = s
@@ -110,11 +105,7 @@ pub fn run_script(
                 }
             }
             Command::Eval(cmd) => {
-                let result = run_eval(&engine, backend.as_ref(), &tenant, &cmd).map_err(|e| {
-                    let hint =
-                        if histograms_loaded { " (native histogram data is loaded)" } else { "" };
-                    format!("{e}{hint}")
-                });
+                let result = run_eval(&engine, backend.as_ref(), &tenant, &cmd);
                 raw.push((cmd.line, cmd.text.clone(), result));
             }
         }
