@@ -148,17 +148,20 @@ pub(crate) fn eval_aggregate(ev: &mut Evaluator<'_>, a: &AggregateExpr, ts: i64)
             };
             let mut out = Vec::new();
             for (key, idx) in groups(&input, &a.modifier) {
+                // Delayed name removal: a group keyed by a to-be-dropped name keeps the flag.
+                let drop = key.get(METRIC_NAME).is_some() && idx.iter().any(|&i| input[i].drop);
+                let mut push = |e: Elem| out.push(Elem { drop, ..e });
                 let vals: Vec<f64> =
                     idx.iter().filter(|&&i| input[i].h.is_none()).map(|&i| input[i].v).collect();
                 let hists: Vec<&Arc<model::FloatHistogram>> =
                     idx.iter().filter_map(|&i| input[i].h.as_ref()).collect();
                 match op.as_str() {
                     "count" => {
-                        out.push(Elem::float(key, idx.len() as f64, ts));
+                        push(Elem::float(key, idx.len() as f64, ts));
                         continue;
                     }
                     "group" => {
-                        out.push(Elem::float(key, 1.0, ts));
+                        push(Elem::float(key, 1.0, ts));
                         continue;
                     }
                     "sum" | "avg" if !hists.is_empty() => {
@@ -187,11 +190,12 @@ pub(crate) fn eval_aggregate(ev: &mut Evaluator<'_>, a: &AggregateExpr, ts: i64)
                             acc = histogram::divide(&acc, hists.len() as f64);
                         }
                         acc.counter_reset_hint = histogram::HINT_GAUGE;
-                        out.push(Elem {
+                        push(Elem {
                             labels: key,
                             v: 0.0,
                             t: ts,
                             h: Some(Arc::new(histogram::compact(acc))),
+                            drop,
                         });
                         continue;
                     }
@@ -219,7 +223,7 @@ pub(crate) fn eval_aggregate(ev: &mut Evaluator<'_>, a: &AggregateExpr, ts: i64)
                     "quantile" => quantile(q, vals),
                     _ => return exec_err(format!("unsupported aggregation {op}")),
                 };
-                out.push(Elem::float(key, v, ts));
+                push(Elem::float(key, v, ts));
             }
             out
         }

@@ -228,6 +228,7 @@ fn vector_scalar(
         if keep {
             if !op.is_comparison() || return_bool {
                 e.labels = drop_name(&e.labels, ev.meta());
+                e.drop = ev.meta().delayed;
             }
             e.v = v;
             e.h = h;
@@ -247,10 +248,10 @@ fn signature(l: &Labels, matching: &Option<LabelModifier>, meta: MetaLabels) -> 
         }
         Some(LabelModifier::Exclude(ign)) => {
             let mut names: Vec<&str> = ign.labels.iter().map(String::as_str).collect();
-            names.extend_from_slice(meta);
+            names.extend_from_slice(meta.names);
             l.without(&names)
         }
-        None => l.without(meta),
+        None => l.without(meta.names),
     }
 }
 
@@ -331,6 +332,11 @@ fn vector_vector(
         if return_bool {
             metric = drop_name(&metric, ev.meta());
         }
+        let drop = if return_bool || (!op.is_comparison() && !op.is_set()) {
+            ev.meta().delayed && metric.get(model::METRIC_NAME).is_some()
+        } else {
+            ls.drop
+        };
         if one_to_one {
             if matched.contains_key(&sig) {
                 return exec_err(
@@ -346,7 +352,7 @@ fn vector_vector(
                 );
             }
         }
-        out.push(Elem { labels: metric, v, t: ls.t, h });
+        out.push(Elem { labels: metric, v, t: ls.t, h, drop });
     }
     Ok(out)
 }

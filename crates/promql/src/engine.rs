@@ -29,6 +29,9 @@ pub struct EngineOptions {
     /// Treat `__type__` and `__unit__` as part of the metric name, dropping them with it, as
     /// Prometheus' `type-and-unit-labels` feature flag does.
     pub enable_type_and_unit_labels: bool,
+    /// Keep `__name__` through the evaluation and drop it only from the final result, as
+    /// Prometheus' `promql-delayed-name-removal` feature flag does.
+    pub enable_delayed_name_removal: bool,
 }
 
 impl Default for EngineOptions {
@@ -40,6 +43,7 @@ impl Default for EngineOptions {
             default_subquery_step_ms: 60 * 1000,
             enable_duration_expressions: false,
             enable_type_and_unit_labels: false,
+            enable_delayed_name_removal: false,
         }
     }
 }
@@ -82,6 +86,7 @@ impl Engine {
         let mut ev = self.evaluator(t, t);
         ev.load(storage, tenant, expr, t, t)?;
         let val = ev.eval(expr, t)?;
+        let val = ev.finish(val)?;
         ev.check_samples(0)?;
         let value = match val {
             Val::Scalar(v) => Value::Scalar { t, v },
@@ -150,7 +155,8 @@ impl Engine {
         let mut t = start;
         while t <= end {
             ev.check_deadline()?;
-            match ev.eval(&expr, t)? {
+            let val = ev.eval(&expr, t)?;
+            match ev.finish(val)? {
                 Val::Scalar(v) => {
                     let i = *index.entry(Labels::empty()).or_insert_with(|| {
                         out.push(Series {

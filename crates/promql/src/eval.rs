@@ -26,11 +26,18 @@ pub(crate) struct Elem {
     pub t: i64,
     /// Set for a native histogram sample (then `v` is meaningless).
     pub h: Option<Arc<FloatHistogram>>,
+    /// The metric name is to be dropped at the end of evaluation (delayed name removal).
+    pub drop: bool,
 }
 
 impl Elem {
     pub fn float(labels: Labels, v: f64, t: i64) -> Elem {
-        Elem { labels, v, t, h: None }
+        Elem { labels, v, t, h: None, drop: false }
+    }
+
+    /// A float result of an operation that drops the metric name.
+    pub fn derived(labels: &Labels, v: f64, t: i64, meta: MetaLabels) -> Elem {
+        Elem { labels: drop_name(labels, meta), v, t, h: None, drop: meta.delayed }
     }
 }
 
@@ -38,6 +45,8 @@ impl Elem {
 #[derive(Clone, Debug)]
 pub(crate) struct RangeElem {
     pub labels: Labels,
+    /// Delayed name removal: the series' name is to be dropped.
+    pub drop: bool,
     pub points: Window<Point>,
     pub histograms: Window<HistogramPoint>,
 }
@@ -147,14 +156,29 @@ pub(crate) fn duration_ms(d: &std::time::Duration) -> i64 {
 
 /// The labels that identify a metric rather than a series: dropped together whenever an
 /// operation changes the meaning of the value.
-pub(crate) type MetaLabels = &'static [&'static str];
+/// With delayed name removal, they stay until the end of evaluation and the element is
+/// flagged instead (`Elem::drop`), as Prometheus' `promql-delayed-name-removal` does.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct MetaLabels {
+    pub names: &'static [&'static str],
+    pub delayed: bool,
+}
 
-pub(crate) const NAME_ONLY: MetaLabels = &[METRIC_NAME];
-const NAME_TYPE_UNIT: MetaLabels = &[METRIC_NAME, "__type__", "__unit__"];
+pub(crate) const NAME_ONLY: MetaLabels = MetaLabels { names: &[METRIC_NAME], delayed: false };
+const NAME_TYPE_UNIT: &[&str] = &[METRIC_NAME, "__type__", "__unit__"];
 
-/// `l` without the metric name (and, with type-and-unit labels on, `__type__`/`__unit__`).
+/// `l` without the metric name (and, with type-and-unit labels on, `__type__`/`__unit__`);
+/// unchanged when removal is delayed (the caller flags the element instead).
 pub(crate) fn drop_name(l: &Labels, meta: MetaLabels) -> Labels {
-    if meta.iter().any(|n| l.get(n).is_some()) { l.without(meta) } else { l.clone() }
+    if meta.delayed {
+        return l.clone();
+    }
+    strip_names(l, meta)
+}
+
+/// `l` without the metric-identity labels, now.
+pub(crate) fn strip_names(l: &Labels, meta: MetaLabels) -> Labels {
+    if meta.names.iter().any(|n| l.get(n).is_some()) { l.without(meta.names) } else { l.clone() }
 }
 
 fn selector_key(vs: &VectorSelector) -> usize {
@@ -216,7 +240,45 @@ impl<'a> Evaluator<'a> {
 
     /// The labels dropped with the metric name.
     pub fn meta(&self) -> MetaLabels {
-        if self.opts.enable_type_and_unit_labels { NAME_TYPE_UNIT } else { NAME_ONLY }
+        MetaLabels {
+            names: if self.opts.enable_type_and_unit_labels {
+                NAME_TYPE_UNIT
+            } else {
+                NAME_ONLY.names
+            },
+            delayed: self.opts.enable_delayed_name_removal,
+        }
+    }
+
+    /// Delayed name removal: drops the flagged names from a final value, then fails on the
+    /// duplicate label sets that creates.
+    pub fn finish(&self, val: Val) -> Result<Val> {
+        let meta = self.meta();
+        if !meta.delayed {
+            return Ok(val);
+        }
+        match val {
+            Val::Vector(mut v) => {
+                for e in v.iter_mut().filter(|e| e.drop) {
+                    e.labels = strip_names(&e.labels, meta);
+                    e.drop = false;
+                }
+                check_unique(&v)?;
+                Ok(Val::Vector(v))
+            }
+            Val::Matrix(mut m) => {
+                for s in m.series.iter_mut().filter(|s| s.drop) {
+                    s.labels = strip_names(&s.labels, meta);
+                    s.drop = false;
+                }
+                let mut seen = HashSet::new();
+                if !m.series.iter().all(|s| seen.insert(&s.labels)) {
+                    return exec_err("vector cannot contain metrics with the same labelset");
+                }
+                Ok(Val::Matrix(m))
+            }
+            other => Ok(other),
+        }
     }
 
     pub fn check_deadline(&self) -> Result<()> {
@@ -383,6 +445,7 @@ impl<'a> Evaluator<'a> {
                         .into_iter()
                         .map(|e| Elem {
                             labels: drop_name(&e.labels, self.meta()),
+                            drop: self.meta().delayed,
                             v: -e.v,
                             t: e.t,
                             h: e.h.map(|h| Arc::new(crate::histogram::scale(&h, -1.0))),
@@ -411,7 +474,7 @@ impl<'a> Evaluator<'a> {
                 let from = base.saturating_sub(range);
                 let mut t = from.div_euclid(step).saturating_mul(step).saturating_add(step);
                 let mut index: HashMap<Labels, usize> = HashMap::new();
-                let mut series: Vec<(Labels, Vec<Point>, Vec<HistogramPoint>)> = Vec::new();
+                let mut series: Vec<(Labels, Vec<Point>, Vec<HistogramPoint>, bool)> = Vec::new();
                 let mut last_src: Vec<Option<Arc<FloatHistogram>>> = Vec::new();
                 let mut n = 0usize;
                 while t <= base {
@@ -420,10 +483,11 @@ impl<'a> Evaluator<'a> {
                         Val::Vector(vs) => {
                             for e in vs {
                                 let i = *index.entry(e.labels.clone()).or_insert_with(|| {
-                                    series.push((e.labels, Vec::new(), Vec::new()));
+                                    series.push((e.labels, Vec::new(), Vec::new(), false));
                                     last_src.push(None);
                                     series.len() - 1
                                 });
+                                series[i].3 = e.drop;
                                 match e.h {
                                     Some(h) => {
                                         // The same stored sample seen again at a later step
@@ -452,7 +516,7 @@ impl<'a> Evaluator<'a> {
                         }
                         Val::Scalar(v) => {
                             let i = *index.entry(Labels::empty()).or_insert_with(|| {
-                                series.push((Labels::empty(), Vec::new(), Vec::new()));
+                                series.push((Labels::empty(), Vec::new(), Vec::new(), false));
                                 last_src.push(None);
                                 series.len() - 1
                             });
@@ -474,8 +538,9 @@ impl<'a> Evaluator<'a> {
                 }
                 let series = series
                     .into_iter()
-                    .map(|(labels, p, h)| RangeElem {
+                    .map(|(labels, p, h, drop)| RangeElem {
                         labels,
+                        drop,
                         points: p.into(),
                         histograms: h.into(),
                     })
@@ -514,6 +579,7 @@ impl<'a> Evaluator<'a> {
                 && !is_stale_nan(v)
             {
                 out.push(Elem {
+                    drop: false,
                     labels: s.labels.clone(),
                     v: if h.is_some() { 0.0 } else { v },
                     t: st,
@@ -546,6 +612,7 @@ impl<'a> Evaluator<'a> {
                 n += (hi - lo) + (hhi - hlo);
                 series.push(RangeElem {
                     labels: s.labels.clone(),
+                    drop: false,
                     points: Window::new(&s.floats, lo, hi),
                     histograms: Window::new(&s.live_histograms, hlo, hhi),
                 });

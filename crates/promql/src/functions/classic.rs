@@ -7,7 +7,7 @@ use std::sync::Arc;
 use model::{FloatHistogram, Labels, METRIC_NAME};
 
 use crate::error::Result;
-use crate::eval::{Elem, Evaluator, drop_name};
+use crate::eval::{Elem, Evaluator};
 use crate::float::{almost_equal, format_float, parse_go_float};
 use crate::histogram;
 use crate::value::Annotations;
@@ -68,7 +68,7 @@ pub(crate) fn histogram_quantile(
                 "input to histogram_quantile has NaN observations, result is {how} for metric name {name:?}"
             ));
         }
-        out.push(Elem::float(drop_name(&labels, ev.meta()), v, ts));
+        out.push(Elem::derived(&labels, v, ts, ev.meta()));
     }
     for (labels, mut buckets) in groups {
         if conflicts.contains(&labels) {

@@ -56,6 +56,9 @@ pub(crate) fn label_replace(args: &mut [Val]) -> Result<Vec<Elem>> {
             let mut res = String::new();
             caps.expand(&repl, &mut res);
             e.labels = e.labels.with(&dst, &res);
+            if dst == METRIC_NAME {
+                e.drop = false;
+            }
         }
         out.push(e);
     }
@@ -78,6 +81,9 @@ pub(crate) fn label_join(args: &mut [Val]) -> Result<Vec<Elem>> {
         .map(|mut e| {
             let joined: Vec<&str> = srcs.iter().map(|s| e.labels.get(s).unwrap_or("")).collect();
             e.labels = e.labels.with(&dst, &joined.join(&sep));
+            if dst == METRIC_NAME {
+                e.drop = false;
+            }
             e
         })
         .collect())

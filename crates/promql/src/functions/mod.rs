@@ -83,11 +83,16 @@ pub(crate) fn over_matrix(
     m.series
         .iter()
         .filter_map(|s| {
-            let labels = if keep { s.labels.clone() } else { drop_name(&s.labels, meta) };
-            match f(s)? {
-                Out::F(v) => Some(Elem::float(labels, v, ts)),
-                Out::H(h) => Some(Elem { labels, v: 0.0, t: ts, h: Some(Arc::new(h)) }),
-            }
+            let (labels, drop) = if keep {
+                (s.labels.clone(), s.drop)
+            } else {
+                (drop_name(&s.labels, meta), meta.delayed)
+            };
+            let (v, h) = match f(s)? {
+                Out::F(v) => (v, None),
+                Out::H(h) => (0.0, Some(Arc::new(h))),
+            };
+            Some(Elem { labels, v, t: ts, h, drop })
         })
         .collect()
 }
@@ -115,7 +120,7 @@ pub(crate) fn mixed_warning(annos: &mut Annotations, s: &RangeElem) {
 pub(crate) fn map_vector(meta: MetaLabels, v: Vec<Elem>, f: impl Fn(f64) -> f64) -> Vec<Elem> {
     v.into_iter()
         .filter(|e| e.h.is_none())
-        .map(|e| Elem::float(drop_name(&e.labels, meta), f(e.v), e.t))
+        .map(|e| Elem::derived(&e.labels, f(e.v), e.t, meta))
         .collect()
 }
 
@@ -127,7 +132,7 @@ pub(crate) fn map_histograms(
     f: impl Fn(&FloatHistogram) -> f64,
 ) -> Vec<Elem> {
     v.into_iter()
-        .filter_map(|e| e.h.as_ref().map(|h| Elem::float(drop_name(&e.labels, meta), f(h), ts)))
+        .filter_map(|e| e.h.as_ref().map(|h| Elem::derived(&e.labels, f(h), ts, meta)))
         .collect()
 }
 
@@ -141,7 +146,7 @@ pub(crate) fn eval_call(ev: &mut Evaluator<'_>, call: &Call, ts: i64) -> Result<
         let v = ev.eval_vector_selector(vs, ts)?;
         let out: Vec<Elem> = v
             .into_iter()
-            .map(|e| Elem::float(drop_name(&e.labels, meta), e.t as f64 / 1000.0, ts))
+            .map(|e| Elem::derived(&e.labels, e.t as f64 / 1000.0, ts, meta))
             .collect();
         check_unique(&out)?;
         return Ok(Val::Vector(out));
@@ -178,9 +183,7 @@ pub(crate) fn eval_call(ev: &mut Evaluator<'_>, call: &Call, ts: i64) -> Result<
         }
         "timestamp" => {
             let v = take_vector(&mut args, 0, name)?;
-            v.into_iter()
-                .map(|e| Elem::float(drop_name(&e.labels, meta), ts as f64 / 1000.0, ts))
-                .collect()
+            v.into_iter().map(|e| Elem::derived(&e.labels, ts as f64 / 1000.0, ts, meta)).collect()
         }
         "label_replace" => label_replace(&mut args)?,
         "label_join" => label_join(&mut args)?,

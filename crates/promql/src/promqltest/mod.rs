@@ -10,7 +10,7 @@ mod skip;
 
 use model::{Appendable, Queryable};
 
-pub use run::{run_file, run_file_with_skips, run_script};
+pub use run::{run_file, run_file_with, run_script, upstream_options};
 pub use skip::SkipList;
 
 /// What the runner needs of storage: write the loaded data, read it back.

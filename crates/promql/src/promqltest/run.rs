@@ -12,20 +12,33 @@ use super::{Backend, BackendFactory, CaseReport, FileReport, Outcome, SkipList};
 use crate::engine::{Engine, EngineOptions};
 use crate::value::{Sample, Value};
 
-/// Runs one `.test` file against fresh backends from `factory`.
-pub fn run_file(path: &Path, factory: BackendFactory<'_>) -> FileReport {
-    run_file_with_skips(path, factory, &SkipList::default())
+/// The engine options Prometheus' own runner uses for its scripts: the experimental features
+/// they exercise (duration expressions, type-and-unit labels, delayed name removal) are on.
+pub fn upstream_options() -> EngineOptions {
+    EngineOptions {
+        enable_duration_expressions: true,
+        enable_type_and_unit_labels: true,
+        enable_delayed_name_removal: true,
+        ..EngineOptions::default()
+    }
 }
 
-/// Like `run_file`, with known failures from `skips` (matched by file name and eval line).
-pub fn run_file_with_skips(
+/// Runs one `.test` file against fresh backends from `factory`, with `upstream_options()`.
+pub fn run_file(path: &Path, factory: BackendFactory<'_>) -> FileReport {
+    run_file_with(path, factory, &SkipList::default(), &upstream_options())
+}
+
+/// Runs one `.test` file with known failures from `skips` (matched by file name and eval
+/// line) and the given engine options.
+pub fn run_file_with(
     path: &Path,
     factory: BackendFactory<'_>,
     skips: &SkipList,
+    opts: &EngineOptions,
 ) -> FileReport {
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     match std::fs::read_to_string(path) {
-        Ok(text) => run_script(&name, &text, factory, skips),
+        Ok(text) => run_script(&name, &text, factory, skips, opts),
         Err(e) => FileReport {
             file: name,
             cases: Vec::new(),
@@ -40,6 +53,7 @@ pub fn run_script(
     text: &str,
     factory: BackendFactory<'_>,
     skips: &SkipList,
+    opts: &EngineOptions,
 ) -> FileReport {
     let mut report = FileReport { file: name.to_string(), ..FileReport::default() };
     let cmds = match parse_script(text) {
@@ -49,12 +63,7 @@ pub fn run_script(
             return report;
         }
     };
-    // Upstream runs its scripts with the experimental syntax enabled.
-    let engine = Engine::new(EngineOptions {
-        enable_duration_expressions: true,
-        enable_type_and_unit_labels: true,
-        ..EngineOptions::default()
-    });
+    let engine = Engine::new(opts.clone());
     let tenant = TenantId::default_tenant();
     let mut backend = factory();
     let mut raw: Vec<(usize, String, Result<(), String>)> = Vec::new();
