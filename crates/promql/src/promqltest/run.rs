@@ -164,7 +164,14 @@ fn run_eval(
             }
             // Range mode must agree at the middle step.
             let r = engine
-                .range_query(backend, tenant, &cmd.query, at - 60_000, at + 60_000, 60_000)
+                .range_query(
+                    backend,
+                    tenant,
+                    &cmd.query,
+                    at.saturating_sub(60_000),
+                    at.saturating_add(60_000),
+                    60_000,
+                )
                 .map_err(|e| format!("error in range mode: {e}"))?;
             let mut vec = Vec::new();
             if let Value::Matrix(series) = r.value {
