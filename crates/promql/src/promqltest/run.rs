@@ -279,3 +279,95 @@ fn pin_at(expr: &Expr, at: i64) -> Option<Expr> {
     }
     if walk(&mut e, when) { Some(e) } else { None }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::MemStorage;
+
+    const DATA: &str = "load 1m\n  foo{a=\"1\"} 1+1x5\n  foo{a=\"2\"} 10 _ stale 13\n\n";
+
+    /// Runs `DATA` + `script` and returns each case's outcome, tersely.
+    fn outcomes(script: &str, skips: &str) -> Vec<String> {
+        let factory = || Box::new(MemStorage::new()) as Box<dyn Backend>;
+        let skips = SkipList::parse(skips).unwrap();
+        let text = format!("{DATA}{script}");
+        let report = run_script("t.test", &text, &factory, &skips, &upstream_options());
+        assert_eq!(report.error, None);
+        report
+            .cases
+            .iter()
+            .map(|c| match &c.outcome {
+                Outcome::Passed => "pass".to_string(),
+                Outcome::Failed(m) => format!("fail: {m}"),
+                Outcome::Skipped(r) => format!("skip: {r}"),
+            })
+            .collect()
+    }
+
+    fn check(script: &str, expected: &[&str]) {
+        let got = outcomes(script, "");
+        assert_eq!(got.len(), expected.len(), "{got:?}");
+        for (g, e) in got.iter().zip(expected) {
+            assert!(g.starts_with(e), "got {g:?}, expected {e:?}");
+        }
+    }
+
+    #[test]
+    fn values_and_series_are_checked() {
+        // foo{a="2"} is stale at 2m.
+        check(
+            "eval instant at 2m foo\n  foo{a=\"1\"} 3\n  foo{a=\"2\"} 10\n",
+            &["fail: expected metric foo{a=\"2\"} not found"],
+        );
+        check("eval instant at 3m foo\n  foo{a=\"1\"} 4\n  foo{a=\"2\"} 13\n", &["pass"]);
+        check("eval instant at 3m foo\n  foo{a=\"1\"} 4\n", &["fail: unexpected metric"]);
+        check("eval instant at 1m foo\n  foo{a=\"1\"} 2.0000001\n  foo{a=\"2\"} 10\n", &["pass"]);
+        check(
+            "eval instant at 1m foo\n  foo{a=\"1\"} 2.1\n  foo{a=\"2\"} 10\n",
+            &["fail: expected 2.1"],
+        );
+        check(
+            "eval range from 0 to 3m step 1m foo{a=\"2\"}\n  foo{a=\"2\"} 10 10 _ 13\n",
+            &["pass"],
+        );
+        check("eval instant at 0 1 + 1\n  2\n", &["pass"]);
+    }
+
+    #[test]
+    fn expectations_are_checked() {
+        check("eval_fail instant at 0 foo +\n", &["pass"]);
+        check("eval instant at 0 foo\n  expect fail\n", &["fail: expected an error"]);
+        check(
+            "eval instant at 0 label_replace(foo, \"a\", \"\", \"\", \"\")\n  expect fail msg: vector cannot contain metrics with the same labelset\n",
+            &["pass"],
+        );
+        check("eval instant at 0 foo\n  expect fail regex: nope\n", &["fail: expected an error"]);
+        check("eval_info instant at 5m rate(foo[5m])\n  {a=\"1\"} 0.0166666666\n", &["pass"]);
+        check(
+            "eval instant at 5m rate(foo[5m])\n  expect no_info\n  {a=\"1\"} 0.0166666666\n",
+            &["fail: expected no info"],
+        );
+        check(
+            "eval_warn instant at 5m rate(foo[5m])\n  {a=\"1\"} 0.0166666666\n",
+            &["fail: expected warn"],
+        );
+        check(
+            "eval_ordered instant at 3m sort_desc(foo)\n  foo{a=\"2\"} 13\n  foo{a=\"1\"} 4\n",
+            &["pass"],
+        );
+        check(
+            "eval_ordered instant at 3m sort(foo)\n  foo{a=\"2\"} 13\n  foo{a=\"1\"} 4\n",
+            &["fail: expected metric"],
+        );
+    }
+
+    #[test]
+    fn skip_list_only_shrinks() {
+        let script = "eval instant at 3m foo{a=\"1\"}\n  foo{a=\"1\"} 5\n\neval instant at 3m foo{a=\"2\"}\n  foo{a=\"2\"} 13\n";
+        let skips = "t.test: eval instant at 3m foo{a=\"1\"} ## known\nt.test: eval instant at 3m foo{a=\"2\"} ## stale entry\n";
+        let got = outcomes(script, skips);
+        assert_eq!(got[0], "skip: known");
+        assert!(got[1].starts_with("fail: case in the skip list passes now"), "{got:?}");
+    }
+}
