@@ -11,7 +11,7 @@ mod skip;
 use model::{Appendable, Queryable};
 
 pub use run::{run_file, run_file_with, run_script, upstream_options};
-pub use skip::SkipList;
+pub use skip::{SkipEntry, SkipList};
 
 /// What the runner needs of storage: write the loaded data, read it back.
 pub trait Backend: Queryable + Appendable {}
