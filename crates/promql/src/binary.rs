@@ -168,10 +168,14 @@ pub(crate) fn eval_binary(ev: &mut Evaluator<'_>, be: &BinaryExpr, ts: i64) -> R
             Ok(Val::Scalar(v))
         }
         (Val::Vector(l), Val::Scalar(r)) => {
-            Ok(Val::Vector(vector_scalar(ev, op, &op_str, l, r, false, return_bool)))
+            let out = vector_scalar(ev, op, &op_str, l, r, false, return_bool);
+            check_unique(&out)?;
+            Ok(Val::Vector(out))
         }
         (Val::Scalar(l), Val::Vector(r)) => {
-            Ok(Val::Vector(vector_scalar(ev, op, &op_str, r, l, true, return_bool)))
+            let out = vector_scalar(ev, op, &op_str, r, l, true, return_bool);
+            check_unique(&out)?;
+            Ok(Val::Vector(out))
         }
         (Val::Vector(l), Val::Vector(r)) => {
             let default = BinModifier::default();
@@ -204,11 +208,11 @@ fn vector_scalar(
 ) -> Vec<Elem> {
     let mut out = Vec::with_capacity(vec.len());
     for mut e in vec {
-        let name = e.labels.metric_name().unwrap_or("").to_string();
+        let name = e.labels.metric_name().unwrap_or("");
         let res = if swap {
-            elem_binop(op, op_str, s, &None, e.v, &e.h, &name)
+            elem_binop(op, op_str, s, &None, e.v, &e.h, name)
         } else {
-            elem_binop(op, op_str, e.v, &e.h, s, &None, &name)
+            elem_binop(op, op_str, e.v, &e.h, s, &None, name)
         };
         let (mut v, mut h, mut keep) = match res {
             Ok(x) => x,
@@ -313,8 +317,8 @@ fn vector_vector(
         let sig = signature(&ls.labels, &m.matching, NAME_ONLY);
         let Some(rs) = right.get(&sig) else { continue };
         let (l, r) = if card_one_to_many { (*rs, ls) } else { (ls, *rs) };
-        let name = ls.labels.metric_name().unwrap_or("").to_string();
-        let (mut v, mut h, keep) = match elem_binop(op, op_str, l.v, &l.h, r.v, &r.h, &name) {
+        let name = ls.labels.metric_name().unwrap_or("");
+        let (mut v, mut h, keep) = match elem_binop(op, op_str, l.v, &l.h, r.v, &r.h, name) {
             Ok(x) => x,
             Err(d) => {
                 annotate(&mut ev.annotations, d);

@@ -251,6 +251,11 @@ mod tests {
                 ..Default::default()
             });
         }
+        batch.series.push(SeriesWrite {
+            labels: Labels::from_pairs([("__name__", "bar"), ("i", "0")]).unwrap(),
+            samples: vec![ModelSample { t: 0, v: 7.0 }],
+            ..Default::default()
+        });
         s.append(&TenantId::default_tenant(), batch).unwrap();
         s
     }
@@ -278,6 +283,10 @@ mod tests {
         check_instant(&e, "scalar(foo{i=\"0\"} @ 300)", 0, "scalar 5");
         check_instant(&e, "foo", 20 * 60_000, "");
         check_instant(&e, "sum(", 0, "error: unclosed left parenthesis");
+        let dup = "error: vector cannot contain metrics with the same labelset";
+        check_instant(&e, "{__name__=~\"foo|bar\", i=\"0\"} * 2", 0, dup);
+        check_instant(&e, "-{__name__=~\"foo|bar\", i=\"0\"}", 0, dup);
+        check_instant(&e, "{__name__=~\"foo|bar\", i=\"0\"} > 5", 0, "bar{i=\"0\"} 7");
     }
 
     #[test]
