@@ -1,0 +1,376 @@
+//! The query entry points: `Engine::instant_query` and `Engine::range_query`, their options,
+//! and the conversion of per-step results into API values.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use model::{Labels, Queryable, TenantId, Timestamp};
+use promql_parser::parser::{self, Expr};
+
+use crate::error::{Error, Result};
+use crate::eval::{Evaluator, Val};
+use crate::value::{HistogramPoint, Point, QueryResult, Sample, Series, Value};
+
+/// Knobs of the engine. `Default` gives Prometheus' defaults.
+#[derive(Clone, Debug)]
+pub struct EngineOptions {
+    /// How far back an instant selector looks for a sample (Prometheus `--query.lookback-delta`).
+    pub lookback_delta_ms: i64,
+    /// Upper bound on samples held in memory by one query (`--query.max-samples`).
+    pub max_samples: usize,
+    /// Wall-clock limit of one query (`--query.timeout`); `None` for no limit.
+    pub timeout: Option<Duration>,
+    /// Step of a subquery written without one (`[5m:]`); Prometheus uses the global
+    /// evaluation interval, 1m by default.
+    pub default_subquery_step_ms: i64,
+    /// Accept experimental duration arithmetic (`foo[5m+30s]`, `offset (2 * 1m)`), as
+    /// Prometheus' `promql-duration-expr` feature flag does.
+    pub enable_duration_expressions: bool,
+    /// Treat `__type__` and `__unit__` as part of the metric name, dropping them with it, as
+    /// Prometheus' `type-and-unit-labels` feature flag does.
+    pub enable_type_and_unit_labels: bool,
+    /// Keep `__name__` through the evaluation and drop it only from the final result, as
+    /// Prometheus' `promql-delayed-name-removal` feature flag does.
+    pub enable_delayed_name_removal: bool,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            lookback_delta_ms: 5 * 60 * 1000,
+            max_samples: 50_000_000,
+            timeout: Some(Duration::from_secs(120)),
+            default_subquery_step_ms: 60 * 1000,
+            enable_duration_expressions: false,
+            enable_type_and_unit_labels: false,
+            enable_delayed_name_removal: false,
+        }
+    }
+}
+
+/// Evaluates PromQL over any `Queryable`. Stateless between queries; cheap to share.
+#[derive(Clone, Debug, Default)]
+pub struct Engine {
+    opts: EngineOptions,
+}
+
+impl Engine {
+    pub fn new(opts: EngineOptions) -> Engine {
+        Engine { opts }
+    }
+
+    pub fn options(&self) -> &EngineOptions {
+        &self.opts
+    }
+
+    /// Evaluates `query` at time `t` (milliseconds since the epoch).
+    pub fn instant_query(
+        &self,
+        storage: &dyn Queryable,
+        tenant: &TenantId,
+        query: &str,
+        t: Timestamp,
+    ) -> Result<QueryResult> {
+        let expr = self.parse(query)?;
+        self.instant_query_expr(storage, tenant, &expr, t)
+    }
+
+    /// `instant_query` of an already parsed expression.
+    pub(crate) fn instant_query_expr(
+        &self,
+        storage: &dyn Queryable,
+        tenant: &TenantId,
+        expr: &Expr,
+        t: Timestamp,
+    ) -> Result<QueryResult> {
+        let mut ev = self.evaluator(t, t);
+        ev.load(storage, tenant, expr, t, t)?;
+        let val = ev.eval(expr, t)?;
+        let val = ev.finish(val)?;
+        ev.check_samples(0)?;
+        let value = match val {
+            Val::Scalar(v) => Value::Scalar { t, v },
+            Val::Str(s) => Value::String { t, v: s },
+            Val::Vector(vs) => Value::Vector(
+                vs.into_iter().map(|e| Sample { labels: e.labels, t, v: e.v, h: e.h }).collect(),
+            ),
+            Val::Matrix(m) => {
+                let mut series: Vec<Series> = m
+                    .series
+                    .into_iter()
+                    .map(|s| Series {
+                        labels: s.labels,
+                        points: s.points.to_vec(),
+                        histograms: s.histograms.to_vec(),
+                    })
+                    .collect();
+                series.sort_by(|a, b| a.labels.cmp(&b.labels));
+                Value::Matrix(series)
+            }
+        };
+        Ok(QueryResult { value, annotations: ev.annotations })
+    }
+
+    /// Evaluates `query` at every step from `start` to `end` inclusive; the result is a
+    /// matrix (or a scalar series), sorted by labels.
+    pub fn range_query(
+        &self,
+        storage: &dyn Queryable,
+        tenant: &TenantId,
+        query: &str,
+        start: Timestamp,
+        end: Timestamp,
+        step: i64,
+    ) -> Result<QueryResult> {
+        if step <= 0 {
+            return Err(Error::InvalidQuery(
+                "zero or negative query resolution step widths are not accepted. Try a positive integer".into(),
+            ));
+        }
+        if end < start {
+            return Err(Error::InvalidQuery("end timestamp must not be before start time".into()));
+        }
+        let expr = self.parse(query)?;
+        match expr.value_type() {
+            parser::value::ValueType::Matrix => {
+                return Err(Error::InvalidQuery(
+                    "invalid expression type \"range vector\" for range query, must be Scalar or instant Vector".into(),
+                ));
+            }
+            parser::value::ValueType::String => {
+                return Err(Error::InvalidQuery(
+                    "invalid expression type \"string\" for range query, must be Scalar or instant Vector".into(),
+                ));
+            }
+            _ => {}
+        }
+        let mut ev = self.evaluator(start, end);
+        ev.load(storage, tenant, &expr, start, end)?;
+        let mut index: HashMap<Labels, usize> = HashMap::new();
+        // Series keep their label allocation from step to step; looking the address up first
+        // skips hashing the labels. Addresses stay unique: `out` holds every keyed allocation.
+        let mut by_addr: HashMap<usize, usize> = HashMap::new();
+        let mut out: Vec<Series> = Vec::new();
+        let mut held = 0usize;
+        let mut t = start;
+        while t <= end {
+            ev.check_deadline()?;
+            let val = ev.eval(&expr, t)?;
+            match ev.finish(val)? {
+                Val::Scalar(v) => {
+                    let i = *index.entry(Labels::empty()).or_insert_with(|| {
+                        out.push(Series {
+                            labels: Labels::empty(),
+                            points: Vec::new(),
+                            histograms: Vec::new(),
+                        });
+                        out.len() - 1
+                    });
+                    out[i].points.push(Point { t, v });
+                    held += 1;
+                }
+                Val::Vector(vs) => {
+                    for e in vs {
+                        let addr = e.labels.as_slice().as_ptr() as usize;
+                        let i = match by_addr.get(&addr) {
+                            Some(&i) => i,
+                            None => {
+                                let i = *index.entry(e.labels.clone()).or_insert_with(|| {
+                                    out.push(Series {
+                                        labels: e.labels.clone(),
+                                        points: Vec::new(),
+                                        histograms: Vec::new(),
+                                    });
+                                    out.len() - 1
+                                });
+                                if out[i].labels.as_slice().as_ptr() as usize == addr {
+                                    by_addr.insert(addr, i);
+                                }
+                                i
+                            }
+                        };
+                        match e.h {
+                            Some(h) => out[i].histograms.push(HistogramPoint { t, h }),
+                            None => out[i].points.push(Point { t, v: e.v }),
+                        }
+                        held += 1;
+                    }
+                }
+                Val::Str(_) | Val::Matrix(_) => {
+                    return Err(Error::InvalidQuery(
+                        "range query must evaluate to a scalar or an instant vector".into(),
+                    ));
+                }
+            }
+            ev.check_samples(held)?;
+            t = match t.checked_add(step) {
+                Some(n) => n,
+                None => break,
+            };
+        }
+        out.sort_by(|a, b| a.labels.cmp(&b.labels));
+        Ok(QueryResult { value: Value::Matrix(out), annotations: ev.annotations })
+    }
+
+    /// Parses `query` as this engine accepts it (with duration expressions if enabled).
+    pub(crate) fn parse(&self, query: &str) -> Result<Expr> {
+        if self.opts.enable_duration_expressions {
+            parse(&crate::duration_expr::fold(query))
+        } else {
+            parse(query)
+        }
+    }
+
+    fn evaluator(&self, start: Timestamp, end: Timestamp) -> Evaluator<'_> {
+        Evaluator::new(&self.opts, start, end, self.opts.timeout.map(|d| Instant::now() + d))
+    }
+}
+
+/// Parses with promql-parser, mapping its error to ours.
+pub(crate) fn parse(query: &str) -> Result<Expr> {
+    parser::parse(query).map_err(Error::Parse)
+}
+
+#[cfg(test)]
+mod tests {
+    use model::{Appendable, Sample as ModelSample, SeriesWrite, WriteBatch};
+
+    use super::*;
+    use crate::testing::MemStorage;
+
+    /// `foo{i="0".."2"}` with value `i * 10 + minute` every minute for 10 minutes.
+    fn storage() -> MemStorage {
+        let s = MemStorage::new();
+        let mut batch = WriteBatch::default();
+        for i in 0..3 {
+            batch.series.push(SeriesWrite {
+                labels: Labels::from_pairs([("__name__", "foo"), ("i", &i.to_string())]).unwrap(),
+                samples: (0..10)
+                    .map(|m| ModelSample { t: m * 60_000, v: (i * 10 + m) as f64 })
+                    .collect(),
+                ..Default::default()
+            });
+        }
+        batch.series.push(SeriesWrite {
+            labels: Labels::from_pairs([("__name__", "bar"), ("i", "0")]).unwrap(),
+            samples: vec![ModelSample { t: 0, v: 7.0 }],
+            ..Default::default()
+        });
+        s.append(&TenantId::default_tenant(), batch).unwrap();
+        s
+    }
+
+    fn check_instant(engine: &Engine, query: &str, t: i64, expected: &str) {
+        let got = match engine.instant_query(&storage(), &TenantId::default_tenant(), query, t) {
+            Ok(r) => match r.value {
+                Value::Vector(v) => {
+                    v.iter().map(|s| format!("{} {}", s.labels, s.v)).collect::<Vec<_>>().join("; ")
+                }
+                Value::Scalar { v, .. } => format!("scalar {v}"),
+                other => format!("{other:?}"),
+            },
+            Err(e) => format!("error: {e}"),
+        };
+        assert_eq!(got, expected, "{query}");
+    }
+
+    #[test]
+    fn instant_queries() {
+        let e = Engine::default();
+        check_instant(&e, "sum(foo)", 120_000, "{} 36");
+        check_instant(&e, "foo{i=\"1\"} offset 1m", 120_000, "foo{i=\"1\"} 11");
+        check_instant(&e, "sort_desc(foo)", 0, "foo{i=\"2\"} 20; foo{i=\"1\"} 10; foo{i=\"0\"} 0");
+        check_instant(&e, "scalar(foo{i=\"0\"} @ 300)", 0, "scalar 5");
+        check_instant(&e, "foo", 20 * 60_000, "");
+        check_instant(&e, "sum(", 0, "error: unclosed left parenthesis");
+        let dup = "error: vector cannot contain metrics with the same labelset";
+        check_instant(&e, "{__name__=~\"foo|bar\", i=\"0\"} * 2", 0, dup);
+        check_instant(&e, "-{__name__=~\"foo|bar\", i=\"0\"}", 0, dup);
+        check_instant(&e, "{__name__=~\"foo|bar\", i=\"0\"} > 5", 0, "bar{i=\"0\"} 7");
+    }
+
+    #[test]
+    fn limits_are_errors() {
+        let tight = Engine::new(EngineOptions { max_samples: 2, ..EngineOptions::default() });
+        check_instant(
+            &tight,
+            "foo",
+            0,
+            "error: query processing would load too many samples into memory in query execution",
+        );
+        let no_time = Engine::new(EngineOptions {
+            timeout: Some(Duration::ZERO),
+            ..EngineOptions::default()
+        });
+        let r =
+            no_time.range_query(&storage(), &TenantId::default_tenant(), "foo", 0, 60_000, 1000);
+        assert_eq!(
+            r.map(|_| ()).map_err(|e| e.to_string()),
+            Err("query timed out in query execution".into())
+        );
+    }
+
+    #[test]
+    fn odd_queries_error_or_answer_without_panicking() {
+        let e = Engine::default();
+        let s = storage();
+        let t = TenantId::default_tenant();
+        let deep = format!("{}1{}", "(".repeat(200), ")".repeat(200));
+        for q in [
+            "foo @ 9223372036854775",
+            "foo offset 292y",
+            "foo offset -292y",
+            "rate(foo[1ms])",
+            "foo[10m:1ms] @ 0",
+            "topk(9e300, foo)",
+            "topk(-1, foo)",
+            "topk(NaN, foo)",
+            "quantile(NaN, foo)",
+            "histogram_quantile(0.5, foo)",
+            "label_replace(foo, \"a\", \"$99\", \"i\", \"(.*)\")",
+            "count_values(\"i\", foo)",
+            "round(foo, 0)",
+            "predict_linear(foo[10m], 1e308)",
+            "year(vector(1e300))",
+            "day_of_week(vector(-1e300))",
+            "sort_by_label(foo, \"i\", \"x\")",
+            "foo / on(i) group_left foo",
+            "limit_ratio(2, foo)",
+            &deep,
+        ] {
+            let _ = e.instant_query(&s, &t, q, 60_000);
+            let _ = e.range_query(&s, &t, q, 0, 120_000, 60_000);
+        }
+        let huge = e.range_query(&s, &t, "foo", i64::MIN, i64::MAX, i64::MAX);
+        assert!(huge.is_ok());
+        let quick = Engine::new(EngineOptions {
+            timeout: Some(Duration::from_millis(200)),
+            ..EngineOptions::default()
+        });
+        let slow = quick.instant_query(&s, &t, "count_over_time(foo[1y:1ms])", 0);
+        assert_eq!(
+            slow.map(|_| ()).map_err(|e| e.to_string()),
+            Err("query timed out in query execution".into())
+        );
+    }
+
+    #[test]
+    fn range_query_is_sorted_matrix() {
+        let r = Engine::default()
+            .range_query(&storage(), &TenantId::default_tenant(), "foo * 2", 0, 120_000, 60_000)
+            .unwrap();
+        let Value::Matrix(m) = r.value else { panic!("not a matrix") };
+        let got: Vec<String> = m
+            .iter()
+            .map(|s| format!("{} {:?}", s.labels, s.points.iter().map(|p| p.v).collect::<Vec<_>>()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                "{i=\"0\"} [0.0, 2.0, 4.0]",
+                "{i=\"1\"} [20.0, 22.0, 24.0]",
+                "{i=\"2\"} [40.0, 42.0, 44.0]"
+            ]
+        );
+    }
+}
