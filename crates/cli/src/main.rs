@@ -6,6 +6,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod promqltest;
 
 #[derive(Parser)]
 #[command(
@@ -60,6 +61,22 @@ enum Command {
         #[arg(long)]
         tenant: Option<String>,
     },
+    /// Run PromQL test scripts (Prometheus' promqltest format) against the engine; ends with
+    /// `N passed, N failed, N skipped` and fails if any case failed.
+    Promqltest {
+        /// .test files, or directories of them.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Run against real storage (head plus flushed Parquet blocks) instead of memory.
+        #[arg(long)]
+        storage: bool,
+        /// Known failures, one `<file>: <eval line> ## <reason>` per line.
+        #[arg(long)]
+        skip_file: Option<PathBuf>,
+        /// Also list skipped cases.
+        #[arg(short, long)]
+        verbose: bool,
+    },
     /// Check a config file: parse it, reject unknown fields, print the effective config.
     CheckConfig { file: PathBuf },
 }
@@ -107,6 +124,13 @@ fn main() -> Result<()> {
             Ok(())
         }
         Command::Bench(cmd) => bench::run(cmd),
+        Command::Promqltest { files, storage, skip_file, verbose } => {
+            let failed = promqltest::run(&files, storage, skip_file.as_deref(), verbose)?;
+            if failed > 0 {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
         Command::Export { matchers, start, end, output, url, tenant } => {
             let mut form: Vec<(&str, &str)> =
                 matchers.iter().map(|m| ("match[]", m.as_str())).collect();

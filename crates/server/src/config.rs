@@ -16,6 +16,30 @@ pub struct Config {
     /// gRPC listen address. Default `127.0.0.1:9394`.
     pub grpc_listen: String,
     pub storage: StorageConfig,
+    pub query: QueryConfig,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueryConfig {
+    /// How far back an instant selector looks for a sample (default `"5m"`).
+    #[serde(with = "humantime_serde_compat")]
+    pub lookback_delta: Duration,
+    /// Most samples one query may hold in memory (default 50,000,000).
+    pub max_samples: usize,
+    /// Longest a query may run (default `"2m"`).
+    #[serde(with = "humantime_serde_compat")]
+    pub timeout: Duration,
+}
+
+impl Default for QueryConfig {
+    fn default() -> Self {
+        QueryConfig {
+            lookback_delta: Duration::from_secs(300),
+            max_samples: 50_000_000,
+            timeout: Duration::from_secs(120),
+        }
+    }
 }
 
 impl Default for Config {
@@ -25,6 +49,7 @@ impl Default for Config {
             http_listen: "127.0.0.1:9393".into(),
             grpc_listen: "127.0.0.1:9394".into(),
             storage: StorageConfig::default(),
+            query: QueryConfig::default(),
         }
     }
 }
@@ -75,6 +100,15 @@ mod humantime_serde_compat {
 impl Config {
     pub fn from_toml(text: &str) -> Result<Config, String> {
         toml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    pub fn engine_options(&self) -> promql::EngineOptions {
+        promql::EngineOptions {
+            lookback_delta_ms: self.query.lookback_delta.as_millis() as i64,
+            max_samples: self.query.max_samples,
+            timeout: Some(self.query.timeout),
+            ..Default::default()
+        }
     }
 
     pub fn storage_options(&self) -> storage::Options {

@@ -73,6 +73,21 @@ impl From<model::SeamError> for ApiError {
     }
 }
 
+impl From<promql::Error> for ApiError {
+    fn from(e: promql::Error) -> Self {
+        match e {
+            promql::Error::Parse(_)
+            | promql::Error::InvalidQuery(_)
+            | promql::Error::TestScript { .. } => ApiError::BadData(e.to_string()),
+            promql::Error::Execution(_) | promql::Error::TooManySamples(_) => {
+                ApiError::Execution(e.to_string())
+            }
+            promql::Error::Timeout(_) => ApiError::Timeout(e.to_string()),
+            promql::Error::Storage(s) => s.into(),
+        }
+    }
+}
+
 impl From<storage::StorageError> for ApiError {
     fn from(e: storage::StorageError) -> Self {
         ApiError::Internal(e.to_string())

@@ -14,7 +14,12 @@ fn main() {
     };
     let kinds: [(&str, Box<dyn Fn(usize, &mut dyn FnMut() -> u64) -> f64>); 4] = [
         ("int counter", Box::new(|i, r| (i as f64) * 1500.0 + (r() % 700) as f64)),
-        ("cpu seconds", Box::new(|i, r| ((i as f64 * 13.7 + (r() % 100) as f64 / 100.0) * 100.0).round() / 100.0)),
+        (
+            "cpu seconds",
+            Box::new(|i, r| {
+                ((i as f64 * 13.7 + (r() % 100) as f64 / 100.0) * 100.0).round() / 100.0
+            }),
+        ),
         ("2-dec gauge", Box::new(|_, r| (r() % 800) as f64 / 100.0)),
         ("random float", Box::new(|_, r| f64::from_bits(0x3ff0_0000_0000_0000 | (r() >> 12)))),
     ];
@@ -26,7 +31,11 @@ fn main() {
             for i in 0..n {
                 ts.push(1_700_000_000_000 + i as i64 * 15_000 + (rnd() % 7) as i64 - 3);
                 let v = f(i, &mut rnd);
-                acc = if name.contains("counter") || name.contains("cpu") { acc + v / (i as f64 + 1.0) } else { v };
+                acc = if name.contains("counter") || name.contains("cpu") {
+                    acc + v / (i as f64 + 1.0)
+                } else {
+                    v
+                };
                 vs.push(if name.contains("counter") { acc.round() } else { v });
             }
             let mut x = XorChunk::new();
@@ -34,7 +43,11 @@ fn main() {
                 x.append(*t, *v);
             }
             let p = codec::encode_i64(&ts).len() + codec::encode_f64(&vs).len();
-            println!("{n:4} samples {name:13}: xor {:6.2} B/sample, pco {:6.2} B/sample", x.byte_len() as f64 / n as f64, p as f64 / n as f64);
+            println!(
+                "{n:4} samples {name:13}: xor {:6.2} B/sample, pco {:6.2} B/sample",
+                x.byte_len() as f64 / n as f64,
+                p as f64 / n as f64
+            );
         }
     }
 }

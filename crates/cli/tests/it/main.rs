@@ -1,12 +1,14 @@
 //! End-to-end tests of the `promlake` binary, one test binary. Table of contents:
 //! - `serve`: zero-config start, health and readiness, flags, signals, flush.
 //! - `export`: plain Parquet export read by DuckDB.
+//! - `query`: PromQL answers identical to Prometheus, promtool as client, error types.
 //! - `remote_write`: status codes, partial failure, tenants, kill -9, a real Prometheus sender.
 //!
 //! Every test starts the real binary on 127.0.0.1:0 with a temporary data dir (see
 //! [`Promlake::start`]) and talks to it over HTTP as a client would.
 
 mod export;
+mod query;
 mod remote_write;
 mod serve;
 

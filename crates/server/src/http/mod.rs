@@ -3,6 +3,7 @@
 
 mod admin;
 mod export;
+mod query;
 mod read;
 mod write;
 
@@ -30,16 +31,18 @@ pub struct AppState {
     ready: AtomicBool,
     open_error: Mutex<Option<String>>,
     pub metrics: Metrics,
+    pub engine: Arc<promql::Engine>,
 }
 
 impl AppState {
     pub fn new(config: Config) -> Self {
         AppState {
-            config,
+            config: config.clone(),
             db: OnceLock::new(),
             ready: AtomicBool::new(false),
             open_error: Mutex::new(None),
             metrics: Metrics::new(),
+            engine: Arc::new(promql::Engine::new(config.engine_options())),
         }
     }
 
@@ -88,6 +91,9 @@ pub fn router(state: SharedState) -> Router {
         .route("/api/v1/admin/tsdb/flush", post(admin::flush))
         .route("/api/v1/write", post(write::write))
         .route("/api/v1/stream/prometheus/{dataset}", post(write::stream))
+        .route("/api/v1/query", get(query::instant).post(query::instant))
+        .route("/api/v1/query_range", get(query::range).post(query::range))
+        .route("/api/v1/status/buildinfo", get(query::buildinfo))
         .route("/api/v1/export/parquet", get(export::parquet).post(export::parquet))
         .route("/api/v1/series", get(read::series).post(read::series))
         .route("/api/v1/labels", get(read::labels).post(read::labels))

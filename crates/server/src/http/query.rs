@@ -1,0 +1,216 @@
+//! `/api/v1/query` and `/api/v1/query_range` (GET and POST form alike), with Prometheus' JSON
+//! envelope, value formatting, warnings and infos; and `/api/v1/status/buildinfo`.
+
+use axum::body::Bytes;
+use axum::extract::{RawQuery, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use promql::Value;
+use serde_json::{Value as Json, json};
+
+use super::{Params, SharedState, blocking, parse_time, tenant};
+use crate::error::ApiError;
+
+/// Prometheus' limit on points per series of a range query.
+const MAX_POINTS: i64 = 11_000;
+
+/// A float as Prometheus formats it in JSON: shortest round-trip decimal, NaN, +Inf, -Inf.
+pub fn format_value(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".into()
+    } else if v == f64::INFINITY {
+        "+Inf".into()
+    } else if v == f64::NEG_INFINITY {
+        "-Inf".into()
+    } else {
+        format!("{v}")
+    }
+}
+
+/// Milliseconds as the float seconds Prometheus puts in JSON (exact to the millisecond).
+pub fn format_time(t: i64) -> Json {
+    let secs = t.div_euclid(1000);
+    let ms = t.rem_euclid(1000);
+    if ms == 0 {
+        json!(secs)
+    } else {
+        // Parse back from text so 1.5 is exactly "1.5" in the output.
+        serde_json::from_str(&format!("{secs}.{ms:03}").trim_end_matches('0').to_string())
+            .unwrap_or(json!(t as f64 / 1000.0))
+    }
+}
+
+fn labels_json(l: &model::Labels) -> Json {
+    Json::Object(
+        l.iter().map(|x| (x.name.to_string(), Json::String(x.value.to_string()))).collect(),
+    )
+}
+
+fn histogram_json(h: &model::FloatHistogram) -> Json {
+    json!({"count": format_value(h.count), "sum": format_value(h.sum)})
+}
+
+fn value_json(v: &Value) -> Json {
+    match v {
+        Value::Scalar { t, v } => json!([format_time(*t), format_value(*v)]),
+        Value::String { t, v } => json!([format_time(*t), v]),
+        Value::Vector(samples) => Json::Array(
+            samples
+                .iter()
+                .map(|s| match &s.h {
+                    Some(h) => json!({"metric": labels_json(&s.labels), "histogram": [format_time(s.t), histogram_json(h)]}),
+                    None => json!({"metric": labels_json(&s.labels), "value": [format_time(s.t), format_value(s.v)]}),
+                })
+                .collect(),
+        ),
+        Value::Matrix(series) => Json::Array(
+            series
+                .iter()
+                .map(|s| {
+                    let mut o = json!({"metric": labels_json(&s.labels)});
+                    if !s.points.is_empty() {
+                        o["values"] =
+                            Json::Array(s.points.iter().map(|p| json!([format_time(p.t), format_value(p.v)])).collect());
+                    }
+                    if !s.histograms.is_empty() {
+                        o["histograms"] =
+                            Json::Array(s.histograms.iter().map(|p| json!([format_time(p.t), histogram_json(&p.h)])).collect());
+                    }
+                    o
+                })
+                .collect(),
+        ),
+    }
+}
+
+fn respond(res: promql::QueryResult) -> Response {
+    let mut body = json!({
+        "status": "success",
+        "data": {"resultType": res.value.type_name(), "result": value_json(&res.value)},
+    });
+    if !res.annotations.warnings.is_empty() {
+        body["warnings"] = json!(res.annotations.warnings);
+    }
+    if !res.annotations.infos.is_empty() {
+        body["infos"] = json!(res.annotations.infos);
+    }
+    axum::Json(body).into_response()
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// A step or timeout: float seconds or a Prometheus duration (`15s`, `1m30s`).
+fn parse_duration(name: &str, s: &str) -> Result<i64, ApiError> {
+    if let Ok(f) = s.parse::<f64>()
+        && f.is_finite()
+    {
+        return Ok((f * 1000.0).round() as i64);
+    }
+    promql_parser::util::parse_duration(s).map(|d| d.as_millis() as i64).map_err(|_| {
+        ApiError::BadData(format!(
+            "invalid parameter {name:?}: cannot parse {s:?} to a valid duration"
+        ))
+    })
+}
+
+fn query_text(p: &Params) -> Result<String, ApiError> {
+    match p.get("query") {
+        Some(q) if !q.trim().is_empty() => Ok(q.to_string()),
+        _ => Err(ApiError::BadData("invalid parameter \"query\": query is empty".into())),
+    }
+}
+
+pub async fn instant(
+    State(s): State<SharedState>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let p = Params::parse(q.as_deref(), &body);
+    let query = query_text(&p)?;
+    let t = p.get("time").map(|v| parse_time("time", v)).transpose()?.unwrap_or_else(now_ms);
+    let (tenant, db) = (tenant(&headers)?, s.db()?);
+    let engine = s.engine.clone();
+    let res = blocking(move || Ok(engine.instant_query(&*db, &tenant, &query, t)?)).await?;
+    Ok(respond(res))
+}
+
+pub async fn range(
+    State(s): State<SharedState>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let p = Params::parse(q.as_deref(), &body);
+    let query = query_text(&p)?;
+    let need = |k: &str| {
+        p.get(k).ok_or_else(|| ApiError::BadData(format!("invalid parameter {k:?}: missing")))
+    };
+    let start = parse_time("start", need("start")?)?;
+    let end = parse_time("end", need("end")?)?;
+    let step = parse_duration("step", need("step")?)?;
+    if end < start {
+        return Err(ApiError::BadData(
+            "invalid parameter \"end\": end timestamp must not be before start time".into(),
+        ));
+    }
+    if step <= 0 {
+        return Err(ApiError::BadData(
+            "invalid parameter \"step\": zero or negative query resolution step widths are not accepted. Try a positive integer".into(),
+        ));
+    }
+    if (end - start) / step > MAX_POINTS {
+        return Err(ApiError::BadData(
+            "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)".into(),
+        ));
+    }
+    let (tenant, db) = (tenant(&headers)?, s.db()?);
+    let engine = s.engine.clone();
+    let res =
+        blocking(move || Ok(engine.range_query(&*db, &tenant, &query, start, end, step)?)).await?;
+    Ok(respond(res))
+}
+
+/// A Prometheus-like version and no `features` map (which would make Grafana treat us as Mimir).
+pub async fn buildinfo() -> Response {
+    axum::Json(json!({
+        "status": "success",
+        "data": {
+            "version": "3.5.0",
+            "revision": env!("CARGO_PKG_VERSION"),
+            "branch": "promlake",
+            "buildUser": "promlake",
+            "buildDate": "",
+            "goVersion": "promlake (Rust)",
+        }
+    }))
+    .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_and_times_format_like_prometheus() {
+        for (v, s) in [
+            (1.0, "1"),
+            (0.1, "0.1"),
+            (-0.0, "-0"),
+            (1e21, "1000000000000000000000"),
+            (f64::NAN, "NaN"),
+            (f64::INFINITY, "+Inf"),
+            (f64::NEG_INFINITY, "-Inf"),
+        ] {
+            assert_eq!(format_value(v), s);
+        }
+        assert_eq!(format_time(1_500), json!(1.5));
+        assert_eq!(format_time(4_000), json!(4));
+        assert_eq!(format_time(1_435_781_451_781), json!(1435781451.781));
+    }
+}
