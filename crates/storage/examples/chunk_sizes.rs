@@ -4,6 +4,9 @@
 use storage::chunk::XorChunk;
 use storage::codec;
 
+/// A value generator: (sample index, random source) -> value.
+type Gen = Box<dyn Fn(usize, &mut dyn FnMut() -> u64) -> f64>;
+
 fn main() {
     let mut seed = 0x1234_5678u64;
     let mut rnd = move || {
@@ -12,7 +15,7 @@ fn main() {
         seed ^= seed << 17;
         seed
     };
-    let kinds: [(&str, Box<dyn Fn(usize, &mut dyn FnMut() -> u64) -> f64>); 4] = [
+    let kinds: [(&str, Gen); 4] = [
         ("int counter", Box::new(|i, r| (i as f64) * 1500.0 + (r() % 700) as f64)),
         (
             "cpu seconds",
