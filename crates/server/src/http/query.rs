@@ -35,7 +35,7 @@ pub fn format_time(t: i64) -> Json {
         json!(secs)
     } else {
         // Parse back from text so 1.5 is exactly "1.5" in the output.
-        serde_json::from_str(&format!("{secs}.{ms:03}").trim_end_matches('0').to_string())
+        serde_json::from_str(format!("{secs}.{ms:03}").trim_end_matches('0'))
             .unwrap_or(json!(t as f64 / 1000.0))
     }
 }
