@@ -90,7 +90,14 @@ impl Db {
             wal: self.opts.wal.clone(),
         };
         let wal_dir = self.opts.data_dir.join("wal").join(tenant.as_str());
-        let t = Arc::new(TenantDb::open(tenant.clone(), &wal_dir, self.store.clone(), topts)?);
+        let chunk_dir = self.opts.data_dir.join("head_chunks").join(tenant.as_str());
+        let t = Arc::new(TenantDb::open(
+            tenant.clone(),
+            &wal_dir,
+            Some(&chunk_dir),
+            self.store.clone(),
+            topts,
+        )?);
         w.insert(tenant.clone(), t.clone());
         Ok(t)
     }

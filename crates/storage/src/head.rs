@@ -12,6 +12,7 @@ use parking_lot::{Mutex, RwLock};
 use roaring::RoaringBitmap;
 
 use crate::chunk::{self, XorChunk};
+use crate::chunk_disk::{ChunkDisk, ChunkRef};
 use crate::index::Postings;
 
 /// Samples per chunk before a new one starts (as Prometheus).
@@ -26,17 +27,56 @@ pub struct HeadOptions {
     pub ooo_window: i64,
 }
 
-/// A closed, immutable chunk.
+/// A closed, immutable chunk: its XOR bytes in the tenant's head chunk file (the usual case),
+/// or on the heap when there is no file or writing it failed.
 pub struct ClosedChunk {
     pub min_t: i64,
     pub max_t: i64,
     pub count: u16,
-    pub bytes: Box<[u8]>,
+    bytes: ChunkBytes,
+}
+
+enum ChunkBytes {
+    Mem(Box<[u8]>),
+    Disk(Arc<ChunkDisk>, ChunkRef),
 }
 
 impl ClosedChunk {
+    fn new(o: &XorChunk, disk: Option<&Arc<ChunkDisk>>) -> ClosedChunk {
+        let bytes = match disk.map(|d| (d, d.write(o.bytes(), o.max_time()))) {
+            Some((d, Ok(r))) => ChunkBytes::Disk(d.clone(), r),
+            Some((_, Err(e))) => {
+                tracing::warn!(error = %e, "head chunk stays in memory: writing it to disk failed");
+                ChunkBytes::Mem(o.bytes().into())
+            }
+            None => ChunkBytes::Mem(o.bytes().into()),
+        };
+        ClosedChunk { min_t: o.min_time(), max_t: o.max_time(), count: o.count() as u16, bytes }
+    }
+
     fn decode_into(&self, out: &mut Vec<(i64, f64)>) {
-        let _ = chunk::decode(&self.bytes, self.count as usize, out);
+        match &self.bytes {
+            ChunkBytes::Mem(b) => {
+                let _ = chunk::decode(b, self.count as usize, out);
+            }
+            ChunkBytes::Disk(d, r) => {
+                let mut buf = Vec::new();
+                match d.read(*r, &mut buf) {
+                    Ok(()) => {
+                        let _ = chunk::decode(&buf, self.count as usize, out);
+                    }
+                    Err(e) => tracing::error!(error = %e, "head chunk unreadable"),
+                }
+            }
+        }
+    }
+
+    /// Heap bytes this chunk holds.
+    fn heap_bytes(&self) -> usize {
+        match &self.bytes {
+            ChunkBytes::Mem(b) => b.len() + 48,
+            ChunkBytes::Disk(..) => 48,
+        }
     }
 }
 
@@ -83,6 +123,7 @@ impl SeriesData {
         v: f64,
         ooo_min: Option<i64>,
         chunk_range: i64,
+        disk: Option<&Arc<ChunkDisk>>,
     ) -> Result<bool, RejectReason> {
         let bits = v.to_bits();
         // Nothing older than the window is accepted, in order or not (as Prometheus' min valid time).
@@ -119,7 +160,7 @@ impl SeriesData {
             }
         };
         if cut {
-            self.close_open();
+            self.close_open(disk);
             self.open = Some(XorChunk::new());
         }
         if let Some(o) = self.open.as_mut() {
@@ -129,16 +170,11 @@ impl SeriesData {
         Ok(true)
     }
 
-    fn close_open(&mut self) {
+    fn close_open(&mut self, disk: Option<&Arc<ChunkDisk>>) {
         if let Some(o) = self.open.take()
             && o.count() > 0
         {
-            self.closed.push(ClosedChunk {
-                min_t: o.min_time(),
-                max_t: o.max_time(),
-                count: o.count() as u16,
-                bytes: o.bytes().into(),
-            });
+            self.closed.push(ClosedChunk::new(&o, disk));
         }
     }
 
@@ -178,7 +214,7 @@ impl SeriesData {
     }
 
     pub fn chunk_bytes(&self) -> usize {
-        self.closed.iter().map(|c| c.bytes.len() + 40).sum::<usize>()
+        self.closed.iter().map(ClosedChunk::heap_bytes).sum::<usize>()
             + self.open.as_ref().map_or(0, |o| o.byte_len() + 64)
             + self.ooo.len() * 40
     }
@@ -186,7 +222,9 @@ impl SeriesData {
     /// Moves out everything older than `upto` (whole chunks: they never cross a chunk range).
     fn take_before(&mut self, upto: i64) -> CutData {
         if self.open.as_ref().is_some_and(|o| o.count() > 0 && o.max_time() < upto) {
-            self.close_open();
+            // Kept on the heap: it leaves the head with this cut, and a chunk file written now
+            // would outlive it.
+            self.close_open(None);
         }
         let (old, keep): (Vec<ClosedChunk>, Vec<ClosedChunk>) =
             std::mem::take(&mut self.closed).into_iter().partition(|c| c.max_t < upto);
@@ -260,6 +298,8 @@ type Shard = RwLock<HashMap<Labels, Arc<MemSeries>>>;
 
 pub struct Head {
     pub opts: HeadOptions,
+    /// Where closed chunks go; `None` keeps them on the heap.
+    disk: Option<Arc<ChunkDisk>>,
     interner: Interner,
     hasher: std::collections::hash_map::RandomState,
     shards: Vec<Shard>,
@@ -273,8 +313,13 @@ pub struct Head {
 
 impl Head {
     pub fn new(opts: HeadOptions) -> Head {
+        Self::with_disk(opts, None)
+    }
+
+    pub fn with_disk(opts: HeadOptions, disk: Option<Arc<ChunkDisk>>) -> Head {
         Head {
             opts,
+            disk,
             interner: Interner::new(),
             hasher: Default::default(),
             shards: (0..SHARDS).map(|_| RwLock::new(HashMap::new())).collect(),
@@ -358,7 +403,7 @@ impl Head {
         {
             let mut d = s.data.lock();
             for smp in samples {
-                match d.append(smp.t, smp.v, ooo_min, self.opts.chunk_range) {
+                match d.append(smp.t, smp.v, ooo_min, self.opts.chunk_range, self.disk.as_ref()) {
                     Ok(true) => {
                         stored += 1;
                         lo = lo.min(smp.t);
@@ -412,6 +457,10 @@ impl Head {
         let mut v: Vec<_> = self.by_id.read().values().cloned().collect();
         v.sort_by_key(|s| s.id);
         v
+    }
+
+    pub fn chunk_disk(&self) -> Option<&Arc<ChunkDisk>> {
+        self.disk.as_ref()
     }
 
     /// Moves all data older than `upto` out of the head, per series.

@@ -5,6 +5,7 @@
 
 pub mod block;
 pub mod chunk;
+pub mod chunk_disk;
 pub mod clock;
 pub mod codec;
 mod db;

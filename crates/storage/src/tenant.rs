@@ -12,6 +12,7 @@ use model::{
 use parking_lot::{Mutex, RwLock};
 
 use crate::block::{Block, BlockMeta, BlockStore, write_block};
+use crate::chunk_disk::ChunkDisk;
 use crate::error::Result;
 use crate::head::{CutData, Head, HeadOptions, MemSeries, merge_into};
 use crate::wal::{self, RecordKind, Wal, WalOptions};
@@ -63,16 +64,19 @@ type CutList = Vec<(Arc<MemSeries>, CutData)>;
 
 impl TenantDb {
     /// Opens the tenant: loads its blocks and replays its WAL into the head.
+    /// `chunk_dir` holds closed head chunks off the heap (`None`: keep them in memory).
     pub fn open(
         tenant: TenantId,
         wal_dir: &Path,
+        chunk_dir: Option<&Path>,
         store: BlockStore,
         opts: TenantOptions,
     ) -> Result<TenantDb> {
-        let head = Head::new(HeadOptions {
-            chunk_range: opts.block_duration,
-            ooo_window: opts.ooo_window,
-        });
+        let disk = chunk_dir.map(ChunkDisk::open).transpose()?.map(Arc::new);
+        let head = Head::with_disk(
+            HeadOptions { chunk_range: opts.block_duration, ooo_window: opts.ooo_window },
+            disk,
+        );
         let mut blocks = Vec::new();
         for ulid in store.blocks(&tenant)? {
             match Block::open(&store, &tenant, &ulid) {
@@ -343,6 +347,8 @@ impl TenantDb {
     fn cut_to(&self, upto: i64) -> Result<Vec<BlockMeta>> {
         let _m = self.maintenance.lock();
         let finished_segment = self.wal.rotate()?;
+        // Chunk files sealed now hold only chunks the cut below moves out (or newer data).
+        let sealed = self.head.chunk_disk().map(|d| d.rotate()).transpose()?;
         let moved = self.head.cut(upto);
         let bd = self.opts.block_duration;
         let mut ranges: Vec<i64> = Vec::new();
@@ -380,6 +386,9 @@ impl TenantDb {
             }
         }
         *self.cutting.write() = Arc::new(Vec::new());
+        if let (Some(d), Some(sealed)) = (self.head.chunk_disk(), sealed) {
+            d.release(sealed, upto);
+        }
         {
             let _g = self.append_gate.write();
             self.head.gc(upto);

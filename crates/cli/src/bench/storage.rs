@@ -113,6 +113,11 @@ fn run_promlake(args: &StorageArgs) -> Result<StorageFigures> {
         t.compact()?;
     }
     let bytes = dir_bytes(dir.path());
+    if std::env::var_os("PROMLAKE_BENCH_LIST").is_some() {
+        for sub in ["wal", "blocks", "head_chunks"] {
+            eprintln!("{sub}: {} bytes", dir_bytes(&dir.path().join(sub)));
+        }
+    }
     Ok(StorageFigures {
         system: "promlake".into(),
         series: args.series,

@@ -65,6 +65,9 @@ fn head_cuts_compacts_and_retention_deletes() {
     assert!(blocks.windows(2).all(|w| w[0].max_time < w[1].min_time), "no overlaps left");
     let all = dump(&db, &[Matcher::eq("instance", "host-0")]);
     assert_eq!(all[0].1.len(), 13 * 60, "every sample still readable once");
+    // Head chunk files whose chunks were all cut into blocks are deleted.
+    let files = t.head.chunk_disk().unwrap().files();
+    assert!(files <= 3, "{files} head chunk files kept");
     // Retention: 15 days later, everything in blocks is gone, the head remains.
     clock.set(16 * 24 * HOUR_MS);
     db.maintain().unwrap();
@@ -91,4 +94,24 @@ fn late_samples_after_flush_make_an_overlapping_block_that_compaction_merges() {
     assert_eq!(t.blocks().len(), 1);
     let all = dump(&db, &[Matcher::eq("instance", "host-1")]);
     assert_eq!(all[0].1.len(), 31);
+}
+
+#[test]
+fn flush_releases_head_chunk_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(opts(dir.path())).unwrap();
+    for i in 0..500 {
+        db.append(&tenant(), batch(5, i * 15_000)).unwrap();
+    }
+    db.flush(None).unwrap();
+    let hc = dir.path().join("head_chunks").join("acme");
+    let left: Vec<_> = std::fs::read_dir(&hc)
+        .unwrap()
+        .flatten()
+        .map(|e| (e.file_name(), e.metadata().unwrap().len()))
+        .collect();
+    assert!(
+        left.iter().map(|f| f.1).sum::<u64>() < 2000,
+        "head chunk files left after flush: {left:?}"
+    );
 }
