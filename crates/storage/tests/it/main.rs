@@ -3,10 +3,12 @@
 //! - `lifecycle`: head cut into blocks, flush, compaction, retention with an injected clock.
 //! - `compat`: a WAL and a block written by format version 1 still open.
 //! - `duckdb`: DuckDB reads a block's series and index tables directly.
+//! - `histograms`: native histograms through append rules, WAL replay, flush and compaction.
 
 mod compat;
 mod duckdb;
 mod durability;
+mod histograms;
 mod lifecycle;
 
 use model::{Labels, Matcher, Queryable, Sample, SelectHints, SeriesWrite, TenantId, WriteBatch};
