@@ -269,6 +269,26 @@ mod tests {
         }
 
         #[test]
+        fn histogram_roundtrip_bit_for_bit(
+            hint in 0u8..4, schema in -53i32..9, scalars in proptest::array::uniform4(proptest::num::f64::ANY),
+            spans in proptest::collection::vec((any::<i32>(), any::<u32>()), 0..6),
+            buckets in proptest::collection::vec(proptest::num::f64::ANY, 0..20),
+            custom in proptest::collection::vec(proptest::num::f64::ANY, 0..5),
+        ) {
+            let spans: Vec<Span> = spans.into_iter().map(|(offset, length)| Span { offset, length }).collect();
+            let h = FloatHistogram {
+                counter_reset_hint: hint, schema,
+                zero_threshold: scalars[0], zero_count: scalars[1], count: scalars[2], sum: scalars[3],
+                positive_spans: spans.clone(), negative_spans: spans.into_iter().rev().collect(),
+                positive_buckets: buckets.clone(), negative_buckets: buckets.into_iter().rev().collect(),
+                custom_values: custom,
+            };
+            let mut b = Vec::new();
+            encode_histogram(&h, &mut b);
+            prop_assert!(histogram_bits_eq(&decode_histogram(&b).unwrap(), &h));
+        }
+
+        #[test]
         fn garbage_is_an_error_not_a_panic(b in proptest::collection::vec(any::<u8>(), 0..100), n in 0usize..50) {
             let _ = decode_i64(&b, n);
             let _ = decode_f64(&b, n);

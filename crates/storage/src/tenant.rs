@@ -112,19 +112,19 @@ impl TenantDb {
                 }
             }
             wal::Record::Histograms(hs) => {
-                let mut i = 0;
-                while i < hs.len() {
-                    let id = hs[i].0;
-                    let j = i + hs[i..].iter().take_while(|s| s.0 == id).count();
-                    let run: Vec<(i64, FloatHistogram)> =
-                        hs[i..j].iter().map(|s| (s.1, s.2.clone())).collect();
+                // Runs of one series, moved (not cloned) out of the record.
+                let mut it = hs.into_iter().peekable();
+                while let Some((id, t, h)) = it.next() {
+                    let mut run: Vec<(i64, FloatHistogram)> = vec![(t, h)];
+                    while let Some((_, t, h)) = it.next_if(|x| x.0 == id) {
+                        run.push((t, h));
+                    }
                     match head.by_id(id) {
                         Some(s) => {
                             head.append_histograms(&s, &run, true, |_, _| {});
                         }
                         None => unknown += run.len() as u64,
                     }
-                    i = j;
                 }
             }
         })?;

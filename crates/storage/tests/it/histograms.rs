@@ -5,6 +5,8 @@
 //! - `f <t> <v>`: append a float sample;
 //! - `flush`, `compact`, `reopen` (drop the db and open it again from disk);
 //! - `blocks`: print the number of blocks;
+//! - `cut`: cut whole block ranges out of the head as the background task does (`maybe_cut`),
+//!   which checkpoints what the head keeps;
 //!
 //! Appends print `ok`, `noop` or the rejection; the script ends with `=` and the series as
 //! select returns it (`f t=v` and `h t=#n`), plus the number of blocks.
@@ -79,6 +81,9 @@ fn check(script: &str, expected: &str) {
             }
             ["blocks"] => {
                 out.push(format!("blocks: {}", d.tenant(&tenant()).unwrap().blocks().len()));
+            }
+            ["cut"] => {
+                d.tenant(&tenant()).unwrap().maybe_cut().unwrap();
             }
             ["compact"] => {
                 d.tenant(&tenant()).unwrap().compact().unwrap();
@@ -170,6 +175,34 @@ fn histogram_only_series_survives_wal_replay_and_checkpoint() {
          h 10000000 7: duplicate
          =
          f 2000=1.5 f 10000001=2.5 h 1000=#1 h 10000000=#6
+         blocks: 1",
+    );
+}
+
+#[test]
+fn histograms_left_in_the_head_by_a_cut_are_checkpointed() {
+    // The cut writes [0, 2h) as a block and checkpoints the head (the histogram at 11000000
+    // and the float at 11000001) before deleting the WAL segments; after a restart both come
+    // from the checkpoint, and the same histogram again is a no-op.
+    check(
+        "h 1000 1
+         f 1001 0.25
+         h 11000000 2
+         f 11000001 4
+         cut
+         blocks
+         reopen
+         h 11000000 2
+         h 11000000 3",
+        "h 1000 1: ok
+         f 1001 0.25: ok
+         h 11000000 2: ok
+         f 11000001 4: ok
+         blocks: 1
+         h 11000000 2: noop
+         h 11000000 3: duplicate
+         =
+         f 1001=0.25 f 11000001=4 h 1000=#1 h 11000000=#2
          blocks: 1",
     );
 }
