@@ -562,4 +562,54 @@ mod tests {
         store.delete_block(&t, &meta.ulid).unwrap();
         assert!(store.blocks(&t).unwrap().is_empty());
     }
+
+    #[test]
+    fn histograms_write_then_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlockStore::local(dir.path()).unwrap();
+        let t = TenantId::new("t1").unwrap();
+        let mk = |job: &str| Labels::from_pairs([("__name__", "h"), ("job", job)]).unwrap();
+        let h = |n: f64| {
+            Box::new(model::FloatHistogram {
+                schema: -53,
+                count: n,
+                sum: n / 2.0,
+                positive_spans: vec![model::Span { offset: 0, length: 1 }],
+                positive_buckets: vec![n],
+                custom_values: vec![1.0],
+                ..Default::default()
+            })
+        };
+        let hs = |ts: &[i64]| -> Vec<HistogramSample> {
+            ts.iter().map(|&t| HistogramSample { t, h: h(t as f64) }).collect()
+        };
+        let series = vec![
+            // Only histograms: no row in samples.parquet, still a series of the block.
+            (mk("a"), vec![], hs(&[-5, 10, 20])),
+            // Floats and histograms at different times.
+            (mk("b"), vec![Sample { t: 15, v: 1.0 }], hs(&[30])),
+        ];
+        let meta = write_block(&store, &t, 1, vec![], series.into_iter()).unwrap().unwrap();
+        assert_eq!(
+            (meta.version, meta.num_series, meta.num_samples, meta.num_histograms),
+            (2, 2, 1, 4)
+        );
+        assert_eq!((meta.min_time, meta.max_time), (-5, 30), "histograms count in the range");
+        let b = Block::open(&store, &t, &meta.ulid).unwrap();
+        let mut out = Vec::new();
+        b.histograms(0, 0, 20, &mut out).unwrap();
+        assert_eq!(out, hs(&[10, 20]));
+        out.clear();
+        b.histograms(1, i64::MIN, i64::MAX, &mut out).unwrap();
+        assert_eq!(out, hs(&[30]));
+        let all: Vec<BlockSeries> = b.all_series().map(Result::unwrap).collect();
+        assert_eq!((all[0].1.len(), all[0].2.len(), all[1].1.len()), (0, 3, 1));
+
+        // A version newer than this build reads is refused, not read without its data.
+        let mut newer = meta.clone();
+        newer.version = FORMAT_VERSION + 1;
+        store.put(&t, &meta.ulid, "meta.json", serde_json::to_vec(&newer).unwrap()).unwrap();
+        let err = Block::open(&store, &t, &meta.ulid).err().unwrap().to_string();
+        assert!(err.contains("newer than this build reads"), "{err}");
+    }
 }

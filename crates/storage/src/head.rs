@@ -667,4 +667,24 @@ mod tests {
         assert_eq!(left[0].0, 7_200_000);
         assert_eq!(h.min_time(), 7_200_000);
     }
+
+    #[test]
+    fn histograms_follow_the_head_time_range_and_cut() {
+        let h = head();
+        let l = Labels::from_pairs([("__name__", "x")]).unwrap();
+        let s = h.create(&l, None);
+        let fh = |n: f64| FloatHistogram { count: n, sum: n, ..Default::default() };
+        let hs: Vec<(i64, FloatHistogram)> =
+            [7_000_000, 7_100_000, 7_300_000].iter().map(|&t| (t, fh(t as f64))).collect();
+        assert_eq!(h.append_histograms(&s, &hs, false, |_, _| {}).0, 3);
+        assert_eq!((h.min_time(), h.max_time()), (7_000_000, 7_300_000));
+        let cut = h.cut(7_200_000);
+        let moved: Vec<i64> = cut[0].1.histograms.iter().map(|x| x.t).collect();
+        assert_eq!(moved, vec![7_000_000, 7_100_000]);
+        assert_eq!(h.min_time(), 7_300_000, "recomputed from the histogram left behind");
+        let mut left = Vec::new();
+        s.data.lock().histograms(i64::MIN, i64::MAX, &mut left);
+        assert_eq!(left, vec![HistogramSample { t: 7_300_000, h: Box::new(fh(7_300_000.0)) }]);
+        assert_eq!(h.gc(i64::MAX), 0, "a series holding histograms is not collected");
+    }
 }
