@@ -4,65 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
-use model::{
-    AppendOutcome, Appendable, Matcher, Queryable, SeamError, SelectHints, SeriesIter, TenantId,
-    WriteBatch,
-};
 use promql::promqltest::{Backend, Outcome, SkipList, run_file_with, upstream_options};
-
-/// Real storage as a promqltest backend: every load is appended, then flushed into blocks, so
-/// queries read head and blocks together. The out-of-order window is unbounded because test
-/// scripts load series in any time order.
-pub struct FlushingStorage {
-    db: storage::Db,
-    _dir: tempfile::TempDir,
-}
-
-impl FlushingStorage {
-    pub fn new() -> Result<FlushingStorage> {
-        let dir = tempfile::tempdir()?;
-        let mut opts = storage::Options::new(dir.path());
-        opts.ooo_window = i64::MAX / 4;
-        opts.wal.fsync = false;
-        Ok(FlushingStorage { db: storage::Db::open(opts)?, _dir: dir })
-    }
-}
-
-impl Appendable for FlushingStorage {
-    fn append(&self, tenant: &TenantId, batch: WriteBatch) -> Result<AppendOutcome, SeamError> {
-        let out = self.db.append(tenant, batch)?;
-        self.db.flush(Some(tenant)).map_err(SeamError::from)?;
-        Ok(out)
-    }
-}
-
-impl Queryable for FlushingStorage {
-    fn select<'a>(
-        &'a self,
-        t: &TenantId,
-        h: SelectHints,
-        m: &[Matcher],
-    ) -> Result<SeriesIter<'a>, SeamError> {
-        self.db.select(t, h, m)
-    }
-    fn label_names(
-        &self,
-        t: &TenantId,
-        h: SelectHints,
-        m: &[Matcher],
-    ) -> Result<Vec<String>, SeamError> {
-        self.db.label_names(t, h, m)
-    }
-    fn label_values(
-        &self,
-        t: &TenantId,
-        n: &str,
-        h: SelectHints,
-        m: &[Matcher],
-    ) -> Result<Vec<String>, SeamError> {
-        self.db.label_values(t, n, h, m)
-    }
-}
+use storage::testing::FlushingStorage;
 
 fn expand(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();

@@ -13,7 +13,7 @@ use arrow_array::{
 use arrow_schema::{DataType, Field, Schema};
 use bytes::Bytes;
 use futures::TryStreamExt;
-use model::{Label, Labels, Matcher, Sample, TenantId};
+use model::{HistogramSample, Label, Labels, Matcher, Sample, TenantId};
 use object_store::path::Path as ObjPath;
 use object_store::{ObjectStore, ObjectStoreExt};
 use parquet::arrow::ArrowWriter;
@@ -27,7 +27,8 @@ use crate::codec;
 use crate::error::{Result, StorageError};
 use crate::index::Postings;
 
-pub const FORMAT_VERSION: u32 = 1;
+/// 2 added `histograms.parquet`; version 1 blocks (no histograms) open unchanged.
+pub const FORMAT_VERSION: u32 = 2;
 /// Longest run of samples in one row of samples.parquet.
 const MAX_ROW_SAMPLES: usize = 1 << 16;
 
@@ -48,7 +49,14 @@ pub struct BlockMeta {
     /// Bytes of the Parquet files.
     #[serde(default)]
     pub size_bytes: u64,
+    /// Native histogram samples; `histograms.parquet` exists only when this is above 0.
+    #[serde(default)]
+    pub num_histograms: u64,
 }
+
+/// One series as a block holds it: labels, float samples and histogram samples, each sorted
+/// by time and deduplicated.
+pub type BlockSeries = (Labels, Vec<Sample>, Vec<HistogramSample>);
 
 /// Sync facade over an object store; storage runs on blocking threads.
 #[derive(Clone)]
@@ -147,6 +155,14 @@ pub fn series_schema() -> Arc<Schema> {
     ]))
 }
 
+fn histograms_schema() -> Arc<Schema> {
+    Arc::new(Schema::new(vec![
+        Field::new("series_id", DataType::UInt32, false),
+        Field::new("t", DataType::Int64, false),
+        Field::new("h", DataType::Binary, false),
+    ]))
+}
+
 /// Writes a block from series sorted by labels, each with sorted, deduplicated samples.
 /// Series ids inside the block are their position in label order.
 pub fn write_block(
@@ -154,7 +170,7 @@ pub fn write_block(
     tenant: &TenantId,
     level: u32,
     sources: Vec<String>,
-    series: impl Iterator<Item = (Labels, Vec<Sample>)>,
+    series: impl Iterator<Item = BlockSeries>,
 ) -> Result<Option<BlockMeta>> {
     let ulid = ulid::Ulid::new().to_string();
     let mut ids = UInt32Builder::new();
@@ -166,8 +182,9 @@ pub fn write_block(
     let (mut s_ts, mut s_vs): (Vec<Vec<u8>>, Vec<Vec<u8>>) = (Vec::new(), Vec::new());
     let (mut min_t, mut max_t, mut total) = (i64::MAX, i64::MIN, 0u64);
     let mut n_series = 0u32;
-    for (labels, samples) in series {
-        if samples.is_empty() {
+    let (mut h_id, mut h_t, mut h_bytes, mut h_off) = (Vec::new(), Vec::new(), Vec::new(), vec![0]);
+    for (labels, samples, histograms) in series {
+        if samples.is_empty() && histograms.is_empty() {
             continue;
         }
         let id = n_series;
@@ -192,6 +209,14 @@ pub fn write_block(
             min_t = min_t.min(ts[0]);
             max_t = max_t.max(ts[ts.len() - 1]);
             total += run.len() as u64;
+        }
+        for h in &histograms {
+            h_id.push(id);
+            h_t.push(h.t);
+            codec::encode_histogram(&h.h, &mut h_bytes);
+            h_off.push(h_bytes.len());
+            min_t = min_t.min(h.t);
+            max_t = max_t.max(h.t);
         }
     }
     if n_series == 0 {
@@ -240,11 +265,25 @@ pub fn write_block(
         ])),
         vec![Arc::new(inames.finish()), Arc::new(ivalues.finish()), Arc::new(ilists.finish())],
     )?;
-    let files = [
+    let num_histograms = h_id.len() as u64;
+    let mut files = vec![
         ("series.parquet", parquet_bytes(series_batch)?),
         ("index.parquet", parquet_bytes(index_batch)?),
         ("samples.parquet", parquet_bytes(samples_batch)?),
     ];
+    if num_histograms > 0 {
+        let hist_batch = RecordBatch::try_new(
+            histograms_schema(),
+            vec![
+                Arc::new(UInt32Array::from(h_id)),
+                Arc::new(Int64Array::from(h_t)),
+                Arc::new(BinaryArray::from_iter_values(
+                    h_off.windows(2).map(|w| &h_bytes[w[0]..w[1]]),
+                )),
+            ],
+        )?;
+        files.push(("histograms.parquet", parquet_bytes(hist_batch)?));
+    }
     let size: u64 = files.iter().map(|f| f.1.len() as u64).sum();
     for (name, data) in files {
         store.put(tenant, &ulid, name, data)?;
@@ -259,6 +298,7 @@ pub fn write_block(
         num_samples: total,
         level,
         size_bytes: size,
+        num_histograms,
     };
     let json =
         serde_json::to_vec_pretty(&meta).map_err(|e| StorageError::Parquet(e.to_string()))?;
@@ -294,6 +334,7 @@ pub struct Block {
     postings: Postings,
     labels: Vec<Labels>,
     samples: OnceLock<std::result::Result<SampleRows, String>>,
+    histograms: OnceLock<std::result::Result<SampleRows, String>>,
 }
 
 impl Block {
@@ -302,6 +343,15 @@ impl Block {
             serde_json::from_slice(&store.get(tenant, ulid, "meta.json")?).map_err(|e| {
                 StorageError::BlockCorrupt { block: ulid.into(), reason: e.to_string() }
             })?;
+        if meta.version > FORMAT_VERSION {
+            return Err(StorageError::BlockCorrupt {
+                block: ulid.into(),
+                reason: format!(
+                    "format version {} is newer than this build reads ({FORMAT_VERSION})",
+                    meta.version
+                ),
+            });
+        }
         let mut labels = vec![Labels::empty(); meta.num_series as usize];
         for b in read_batches(store.get(tenant, ulid, "series.parquet")?)? {
             let ids = col::<UInt32Array>(&b, "series_id", ulid)?;
@@ -352,15 +402,32 @@ impl Block {
             postings,
             labels,
             samples: OnceLock::new(),
+            histograms: OnceLock::new(),
         })
     }
 
     fn rows(&self) -> Result<&SampleRows> {
-        let r = self.samples.get_or_init(|| {
+        self.load_rows(&self.samples, "samples.parquet")
+    }
+
+    /// Rows of `histograms.parquet` per series (empty for blocks without histograms).
+    fn histogram_rows(&self) -> Result<&SampleRows> {
+        if self.meta.num_histograms == 0 {
+            static EMPTY: SampleRows = SampleRows { batches: Vec::new(), rows: Vec::new() };
+            return Ok(&EMPTY);
+        }
+        self.load_rows(&self.histograms, "histograms.parquet")
+    }
+
+    fn load_rows<'a>(
+        &'a self,
+        cell: &'a OnceLock<std::result::Result<SampleRows, String>>,
+        file: &str,
+    ) -> Result<&'a SampleRows> {
+        let r = cell.get_or_init(|| {
             let load = || -> Result<SampleRows> {
                 let ulid = &self.meta.ulid;
-                let batches =
-                    read_batches(self.store.get(&self.tenant, ulid, "samples.parquet")?)?;
+                let batches = read_batches(self.store.get(&self.tenant, ulid, file)?)?;
                 let mut rows = vec![Vec::new(); self.labels.len()];
                 for (bi, b) in batches.iter().enumerate() {
                     let ids = col::<UInt32Array>(b, "series_id", ulid)?;
@@ -417,16 +484,43 @@ impl Block {
         Ok(())
     }
 
+    /// Histogram samples of one series in `[mint, maxt]`, appended to `out` in time order.
+    pub fn histograms(
+        &self,
+        id: u32,
+        mint: i64,
+        maxt: i64,
+        out: &mut Vec<HistogramSample>,
+    ) -> Result<()> {
+        let rows = self.histogram_rows()?;
+        let ulid = &self.meta.ulid;
+        for &(bi, ri) in rows.rows.get(id as usize).map(|v| v.as_slice()).unwrap_or(&[]) {
+            let b = &rows.batches[bi as usize];
+            let ri = ri as usize;
+            let t = col::<Int64Array>(b, "t", ulid)?.value(ri);
+            if t < mint || t > maxt {
+                continue;
+            }
+            let bytes = col::<BinaryArray>(b, "h", ulid)?.value(ri);
+            let h = codec::decode_histogram(bytes)
+                .map_err(|reason| StorageError::BlockCorrupt { block: ulid.clone(), reason })?;
+            out.push(HistogramSample { t, h: Box::new(h) });
+        }
+        Ok(())
+    }
+
     pub fn select(&self, matchers: &[Matcher]) -> RoaringBitmap {
         self.postings.select(matchers)
     }
 
     /// Every series with all its samples, in label order (for compaction).
-    pub fn all_series(&self) -> impl Iterator<Item = Result<(Labels, Vec<Sample>)>> + '_ {
+    pub fn all_series(&self) -> impl Iterator<Item = Result<BlockSeries>> + '_ {
         (0..self.labels.len() as u32).map(move |id| {
             let mut out = Vec::new();
             self.samples(id, i64::MIN, i64::MAX, &mut out)?;
-            Ok((self.labels[id as usize].clone(), out))
+            let mut hs = Vec::new();
+            self.histograms(id, i64::MIN, i64::MAX, &mut hs)?;
+            Ok((self.labels[id as usize].clone(), out, hs))
         })
     }
 }
@@ -442,8 +536,12 @@ mod tests {
         let t = TenantId::new("t1").unwrap();
         let mk = |job: &str| Labels::from_pairs([("__name__", "up"), ("job", job)]).unwrap();
         let series = vec![
-            (mk("a"), (0..500).map(|i| Sample { t: i * 15_000, v: i as f64 }).collect::<Vec<_>>()),
-            (mk("b"), vec![Sample { t: 5, v: model::stale_nan() }]),
+            (
+                mk("a"),
+                (0..500).map(|i| Sample { t: i * 15_000, v: i as f64 }).collect::<Vec<_>>(),
+                vec![],
+            ),
+            (mk("b"), vec![Sample { t: 5, v: model::stale_nan() }], vec![]),
         ];
         let meta = write_block(&store, &t, 1, vec![], series.clone().into_iter()).unwrap().unwrap();
         assert_eq!(
@@ -463,5 +561,55 @@ mod tests {
         assert_eq!(out, vec![Sample { t: 15_000, v: 1.0 }, Sample { t: 30_000, v: 2.0 }]);
         store.delete_block(&t, &meta.ulid).unwrap();
         assert!(store.blocks(&t).unwrap().is_empty());
+    }
+
+    #[test]
+    fn histograms_write_then_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlockStore::local(dir.path()).unwrap();
+        let t = TenantId::new("t1").unwrap();
+        let mk = |job: &str| Labels::from_pairs([("__name__", "h"), ("job", job)]).unwrap();
+        let h = |n: f64| {
+            Box::new(model::FloatHistogram {
+                schema: -53,
+                count: n,
+                sum: n / 2.0,
+                positive_spans: vec![model::Span { offset: 0, length: 1 }],
+                positive_buckets: vec![n],
+                custom_values: vec![1.0],
+                ..Default::default()
+            })
+        };
+        let hs = |ts: &[i64]| -> Vec<HistogramSample> {
+            ts.iter().map(|&t| HistogramSample { t, h: h(t as f64) }).collect()
+        };
+        let series = vec![
+            // Only histograms: no row in samples.parquet, still a series of the block.
+            (mk("a"), vec![], hs(&[-5, 10, 20])),
+            // Floats and histograms at different times.
+            (mk("b"), vec![Sample { t: 15, v: 1.0 }], hs(&[30])),
+        ];
+        let meta = write_block(&store, &t, 1, vec![], series.into_iter()).unwrap().unwrap();
+        assert_eq!(
+            (meta.version, meta.num_series, meta.num_samples, meta.num_histograms),
+            (2, 2, 1, 4)
+        );
+        assert_eq!((meta.min_time, meta.max_time), (-5, 30), "histograms count in the range");
+        let b = Block::open(&store, &t, &meta.ulid).unwrap();
+        let mut out = Vec::new();
+        b.histograms(0, 0, 20, &mut out).unwrap();
+        assert_eq!(out, hs(&[10, 20]));
+        out.clear();
+        b.histograms(1, i64::MIN, i64::MAX, &mut out).unwrap();
+        assert_eq!(out, hs(&[30]));
+        let all: Vec<BlockSeries> = b.all_series().map(Result::unwrap).collect();
+        assert_eq!((all[0].1.len(), all[0].2.len(), all[1].1.len()), (0, 3, 1));
+
+        // A version newer than this build reads is refused, not read without its data.
+        let mut newer = meta.clone();
+        newer.version = FORMAT_VERSION + 1;
+        store.put(&t, &meta.ulid, "meta.json", serde_json::to_vec(&newer).unwrap()).unwrap();
+        let err = Block::open(&store, &t, &meta.ulid).err().unwrap().to_string();
+        assert!(err.contains("newer than this build reads"), "{err}");
     }
 }

@@ -7,12 +7,13 @@ use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering};
 
-use model::{Interner, Labels, Matcher, RejectReason, Sample};
+use model::{FloatHistogram, HistogramSample, Interner, Labels, Matcher, RejectReason, Sample};
 use parking_lot::{Mutex, RwLock};
 use roaring::RoaringBitmap;
 
 use crate::chunk::{self, XorChunk};
 use crate::chunk_disk::{ChunkDisk, ChunkRef};
+use crate::codec::histogram_bits_eq;
 use crate::index::Postings;
 
 /// Samples per chunk before a new one starts (as Prometheus).
@@ -88,11 +89,24 @@ pub struct SeriesData {
     last: Option<(i64, u64)>,
     /// Out-of-order samples, by time.
     ooo: BTreeMap<i64, f64>,
+    /// Native histogram samples (kept apart from the float chunks).
+    hist: HistogramRun,
+}
+
+/// A series' native histogram samples, by time. Uncompressed for now: correctness first.
+#[derive(Default)]
+pub struct HistogramRun {
+    samples: BTreeMap<i64, FloatHistogram>,
+    /// Newest histogram time ever stored (kept across cuts, for series garbage collection).
+    last: Option<i64>,
 }
 
 impl SeriesData {
     fn is_empty(&self) -> bool {
-        self.closed.is_empty() && self.open.is_none() && self.ooo.is_empty()
+        self.closed.is_empty()
+            && self.open.is_none()
+            && self.ooo.is_empty()
+            && self.hist.samples.is_empty()
     }
 
     fn value_at(&self, t: i64) -> Option<u64> {
@@ -231,7 +245,81 @@ impl SeriesData {
         self.closed = keep;
         let newer = self.ooo.split_off(&upto);
         let ooo = std::mem::replace(&mut self.ooo, newer);
-        CutData { chunks: old, ooo: ooo.into_iter().map(|(t, v)| Sample { t, v }).collect() }
+        CutData {
+            chunks: old,
+            ooo: ooo.into_iter().map(|(t, v)| Sample { t, v }).collect(),
+            histograms: self.hist.take_before(upto),
+        }
+    }
+}
+
+impl SeriesData {
+    /// Appends one histogram sample under the float rules: nothing older than `ooo_min`; the
+    /// same time again is a no-op when the histogram is identical (bit for bit), a
+    /// `DuplicateTimestamp` when it differs or when a float sample holds that time.
+    fn append_histogram(
+        &mut self,
+        t: i64,
+        h: &FloatHistogram,
+        ooo_min: Option<i64>,
+    ) -> Result<bool, RejectReason> {
+        if let Some(min) = ooo_min
+            && t < min
+        {
+            return Err(RejectReason::OutOfBounds { t, min_valid: min });
+        }
+        if let Some(old) = self.hist.samples.get(&t) {
+            return if histogram_bits_eq(old, h) {
+                Ok(false)
+            } else {
+                Err(RejectReason::DuplicateTimestamp { t })
+            };
+        }
+        if self.value_at(t).is_some() {
+            return Err(RejectReason::DuplicateTimestamp { t });
+        }
+        self.hist.samples.insert(t, h.clone());
+        self.hist.last = Some(self.hist.last.map_or(t, |l| l.max(t)));
+        Ok(true)
+    }
+
+    /// True when a histogram sample holds time `t` (a float may not take it).
+    fn has_histogram_at(&self, t: i64) -> bool {
+        !self.hist.samples.is_empty() && self.hist.samples.contains_key(&t)
+    }
+
+    /// Histogram samples in `[mint, maxt]`, in time order.
+    pub fn histograms(&self, mint: i64, maxt: i64, out: &mut Vec<HistogramSample>) {
+        self.hist.range(mint, maxt, out);
+    }
+
+    pub fn histogram_count(&self) -> usize {
+        self.hist.samples.len()
+    }
+
+    /// Oldest and newest histogram times held, if any.
+    fn histogram_range(&self) -> Option<(i64, i64)> {
+        let s = &self.hist.samples;
+        Some((*s.keys().next()?, *s.keys().next_back()?))
+    }
+}
+
+impl HistogramRun {
+    fn range(&self, mint: i64, maxt: i64, out: &mut Vec<HistogramSample>) {
+        if mint > maxt {
+            return;
+        }
+        out.extend(
+            self.samples
+                .range(mint..=maxt)
+                .map(|(t, h)| HistogramSample { t: *t, h: Box::new(h.clone()) }),
+        );
+    }
+
+    fn take_before(&mut self, upto: i64) -> Vec<HistogramSample> {
+        let newer = self.samples.split_off(&upto);
+        let old = std::mem::replace(&mut self.samples, newer);
+        old.into_iter().map(|(t, h)| HistogramSample { t, h: Box::new(h) }).collect()
     }
 }
 
@@ -263,6 +351,8 @@ pub(crate) fn merge_into(out: &mut Vec<Sample>, a: &[Sample], b: &[Sample]) {
 pub struct CutData {
     pub chunks: Vec<ClosedChunk>,
     pub ooo: Vec<Sample>,
+    /// Native histogram samples, in time order.
+    pub histograms: Vec<HistogramSample>,
 }
 
 impl CutData {
@@ -284,7 +374,12 @@ impl CutData {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.chunks.is_empty() && self.ooo.is_empty()
+        self.chunks.is_empty() && self.ooo.is_empty() && self.histograms.is_empty()
+    }
+
+    /// Histogram samples in `[mint, maxt]`, in time order.
+    pub fn histograms(&self, mint: i64, maxt: i64, out: &mut Vec<HistogramSample>) {
+        out.extend(self.histograms.iter().filter(|h| h.t >= mint && h.t <= maxt).cloned());
     }
 }
 
@@ -403,12 +498,56 @@ impl Head {
         {
             let mut d = s.data.lock();
             for smp in samples {
-                match d.append(smp.t, smp.v, ooo_min, self.opts.chunk_range, self.disk.as_ref()) {
+                let r = if d.has_histogram_at(smp.t) {
+                    Err(RejectReason::DuplicateTimestamp { t: smp.t })
+                } else {
+                    d.append(smp.t, smp.v, ooo_min, self.opts.chunk_range, self.disk.as_ref())
+                };
+                match r {
                     Ok(true) => {
                         stored += 1;
                         lo = lo.min(smp.t);
                         hi = hi.max(smp.t);
                         accepted(smp.t, smp.v);
+                    }
+                    Ok(false) => {}
+                    Err(r) => match rejected.iter_mut().find(|(x, _)| same_kind(x, &r)) {
+                        Some(e) => e.1 += 1,
+                        None => rejected.push((r, 1)),
+                    },
+                }
+            }
+        }
+        if stored > 0 {
+            self.min_t.fetch_min(lo, Ordering::AcqRel);
+            self.max_t.fetch_max(hi, Ordering::AcqRel);
+            self.appended_samples.fetch_add(stored as u64, Ordering::Relaxed);
+        }
+        (stored, rejected)
+    }
+
+    /// Appends histogram samples to one series; returns (stored, rejected-with-reason) counts.
+    /// `accepted` sees each stored sample (for the WAL).
+    pub fn append_histograms<'h>(
+        &self,
+        s: &MemSeries,
+        histograms: &'h [(i64, FloatHistogram)],
+        lenient: bool,
+        mut accepted: impl FnMut(i64, &'h FloatHistogram),
+    ) -> (usize, Vec<(RejectReason, usize)>) {
+        let ooo_min = if lenient { None } else { Some(self.ooo_min()) };
+        let mut stored = 0;
+        let mut rejected: Vec<(RejectReason, usize)> = Vec::new();
+        let (mut lo, mut hi) = (i64::MAX, i64::MIN);
+        {
+            let mut d = s.data.lock();
+            for (t, h) in histograms {
+                match d.append_histogram(*t, h, ooo_min) {
+                    Ok(true) => {
+                        stored += 1;
+                        lo = lo.min(*t);
+                        hi = hi.max(*t);
+                        accepted(*t, h);
                     }
                     Ok(false) => {}
                     Err(r) => match rejected.iter_mut().find(|(x, _)| same_kind(x, &r)) {
@@ -488,6 +627,10 @@ impl Head {
                 lo = lo.min(*a);
                 hi = hi.max(*b);
             }
+            if let Some((a, b)) = d.histogram_range() {
+                lo = lo.min(a);
+                hi = hi.max(b);
+            }
         }
         self.min_t.store(lo, Ordering::Release);
         // max_t keeps the newest time ever seen: the out-of-order window is relative to it.
@@ -502,7 +645,9 @@ impl Head {
         let mut removed = 0;
         for s in self.all_series() {
             let d = s.data.lock();
-            let stale = d.is_empty() && d.last.is_none_or(|(t, _)| t < before);
+            let stale = d.is_empty()
+                && d.last.is_none_or(|(t, _)| t < before)
+                && d.hist.last.is_none_or(|t| t < before);
             drop(d);
             if stale {
                 self.shard(&s.labels).write().remove(&s.labels);
@@ -570,5 +715,25 @@ mod tests {
         assert_eq!(left.len(), 520);
         assert_eq!(left[0].0, 7_200_000);
         assert_eq!(h.min_time(), 7_200_000);
+    }
+
+    #[test]
+    fn histograms_follow_the_head_time_range_and_cut() {
+        let h = head();
+        let l = Labels::from_pairs([("__name__", "x")]).unwrap();
+        let s = h.create(&l, None);
+        let fh = |n: f64| FloatHistogram { count: n, sum: n, ..Default::default() };
+        let hs: Vec<(i64, FloatHistogram)> =
+            [7_000_000, 7_100_000, 7_300_000].iter().map(|&t| (t, fh(t as f64))).collect();
+        assert_eq!(h.append_histograms(&s, &hs, false, |_, _| {}).0, 3);
+        assert_eq!((h.min_time(), h.max_time()), (7_000_000, 7_300_000));
+        let cut = h.cut(7_200_000);
+        let moved: Vec<i64> = cut[0].1.histograms.iter().map(|x| x.t).collect();
+        assert_eq!(moved, vec![7_000_000, 7_100_000]);
+        assert_eq!(h.min_time(), 7_300_000, "recomputed from the histogram left behind");
+        let mut left = Vec::new();
+        s.data.lock().histograms(i64::MIN, i64::MAX, &mut left);
+        assert_eq!(left, vec![HistogramSample { t: 7_300_000, h: Box::new(fh(7_300_000.0)) }]);
+        assert_eq!(h.gc(i64::MAX), 0, "a series holding histograms is not collected");
     }
 }

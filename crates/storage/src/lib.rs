@@ -14,6 +14,7 @@ pub mod export;
 pub mod head;
 pub mod index;
 mod tenant;
+pub mod testing;
 pub mod wal;
 
 pub use db::{Db, HOUR_MS, Options};

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use model::{
-    AppendOutcome, Labels, Matcher, Rejection, Sample, SelectHints, Series, TenantId, WriteBatch,
+    AppendOutcome, FloatHistogram, HistogramSample, Labels, Matcher, Rejection, Sample,
+    SelectHints, Series, TenantId, WriteBatch,
 };
 use parking_lot::{Mutex, RwLock};
 
@@ -114,6 +115,22 @@ impl TenantDb {
                     i = j;
                 }
             }
+            wal::Record::Histograms(hs) => {
+                // Runs of one series, moved (not cloned) out of the record.
+                let mut it = hs.into_iter().peekable();
+                while let Some((id, t, h)) = it.next() {
+                    let mut run: Vec<(i64, FloatHistogram)> = vec![(t, h)];
+                    while let Some((_, t, h)) = it.next_if(|x| x.0 == id) {
+                        run.push((t, h));
+                    }
+                    match head.by_id(id) {
+                        Some(s) => {
+                            head.append_histograms(&s, &run, true, |_, _| {});
+                        }
+                        None => unknown += run.len() as u64,
+                    }
+                }
+            }
         })?;
         stats.replayed_records.store(report.records, Ordering::Relaxed);
         stats.wal_corruptions.store(report.corruptions.len() as u64, Ordering::Relaxed);
@@ -195,11 +212,48 @@ impl TenantDb {
                 out.rejected.push(Rejection { labels: sw.labels.clone(), reason, samples: count });
             }
         }
-        let seq = if refs.is_empty() {
+        let (mut h_refs, mut h_ts, mut h_hs) = (Vec::new(), Vec::new(), Vec::new());
+        for (sw, s) in batch.series.iter().zip(&resolved) {
+            let Some(s) = s else { continue };
+            if sw.histograms.is_empty() {
+                continue;
+            }
+            let (stored, rejected) =
+                self.head.append_histograms(s, &sw.histograms, false, |t, h| {
+                    h_refs.push(s.id);
+                    h_ts.push(t);
+                    h_hs.push(h);
+                });
+            out.histograms_written += stored;
+            for (reason, count) in rejected {
+                self.stats.samples_rejected.fetch_add(count as u64, Ordering::Relaxed);
+                // Merged with the float rejection of the same series and reason, if any.
+                match out.rejected.iter_mut().find(|r| {
+                    r.labels == sw.labels
+                        && std::mem::discriminant(&r.reason) == std::mem::discriminant(&reason)
+                }) {
+                    Some(r) => r.samples += count,
+                    None => out.rejected.push(Rejection {
+                        labels: sw.labels.clone(),
+                        reason,
+                        samples: count,
+                    }),
+                }
+            }
+        }
+        let mut records: Vec<(RecordKind, Vec<u8>)> = Vec::new();
+        if !refs.is_empty() {
+            records.push((RecordKind::Samples, wal::encode_samples(refs, ts, vs)?));
+        }
+        if !h_refs.is_empty() {
+            records.push((RecordKind::Histograms, wal::encode_histograms(h_refs, h_ts, &h_hs)?));
+        }
+        let seq = if records.is_empty() {
             None
         } else {
-            let rec = wal::encode_samples(refs, ts, vs)?;
-            Some(self.wal.log(&[(RecordKind::Samples, &rec)])?)
+            let recs: Vec<(RecordKind, &[u8])> =
+                records.iter().map(|(k, r)| (*k, r.as_slice())).collect();
+            Some(self.wal.log(&recs)?)
         };
         if let Some(seq) = seq {
             self.wal.sync(seq)?;
@@ -249,14 +303,27 @@ impl TenantDb {
             }
         }
         by_labels.into_iter().filter_map(move |(labels, sources)| {
+            let (start, end) = (hints.start, hints.end);
             let mut samples: Vec<Sample> = Vec::new();
+            let mut histograms: Vec<HistogramSample> = Vec::new();
             for src in sources {
                 let mut part = Vec::new();
+                let mut hpart = Vec::new();
                 match src {
-                    Source::Head(s) => s.data.lock().samples(hints.start, hints.end, &mut part),
-                    Source::Cut(c, i) => c[i].1.samples(hints.start, hints.end, &mut part),
+                    Source::Head(s) => {
+                        let d = s.data.lock();
+                        d.samples(start, end, &mut part);
+                        d.histograms(start, end, &mut hpart);
+                    }
+                    Source::Cut(c, i) => {
+                        c[i].1.samples(start, end, &mut part);
+                        c[i].1.histograms(start, end, &mut hpart);
+                    }
                     Source::Block(b, id) => {
-                        if let Err(e) = b.samples(id, hints.start, hints.end, &mut part) {
+                        if let Err(e) = b.samples(id, start, end, &mut part) {
+                            return Some(Err(e));
+                        }
+                        if let Err(e) = b.histograms(id, start, end, &mut hpart) {
                             return Some(Err(e));
                         }
                     }
@@ -267,8 +334,13 @@ impl TenantDb {
                     let prev = std::mem::take(&mut samples);
                     merge_into(&mut samples, &prev, &part);
                 }
+                merge_histograms(&mut histograms, hpart);
             }
-            (!samples.is_empty()).then(|| Ok(Series { labels, samples, histograms: Vec::new() }))
+            (!samples.is_empty() || !histograms.is_empty()).then_some(Ok(Series {
+                labels,
+                samples,
+                histograms,
+            }))
         })
     }
 
@@ -359,6 +431,9 @@ impl TenantDb {
             for s in &c.ooo {
                 ranges.push(s.t.div_euclid(bd));
             }
+            for h in &c.histograms {
+                ranges.push(h.t.div_euclid(bd));
+            }
         }
         ranges.sort_unstable();
         ranges.dedup();
@@ -373,7 +448,9 @@ impl TenantDb {
                 let series = order.iter().map(|&i| {
                     let mut s = Vec::new();
                     cutting[i].1.samples(lo, hi, &mut s);
-                    (cutting[i].0.labels.clone(), s)
+                    let mut h = Vec::new();
+                    cutting[i].1.histograms(lo, hi, &mut h);
+                    (cutting[i].0.labels.clone(), s, h)
                 });
                 if let Some(meta) = write_block(&self.store, &self.tenant, 1, vec![], series)? {
                     let block = Block::open(&self.store, &self.tenant, &meta.ulid)?;
@@ -424,6 +501,18 @@ impl TenantDb {
             }
             if !r.is_empty() {
                 records.push((RecordKind::Samples, wal::encode_samples(r, t, v)?));
+            }
+            let (mut r, mut t, mut hs) = (Vec::new(), Vec::new(), Vec::new());
+            for s in group {
+                s.data.lock().histograms(i64::MIN, i64::MAX, &mut hs);
+                r.resize(hs.len(), s.id);
+            }
+            for h in &hs {
+                t.push(h.t);
+            }
+            if !r.is_empty() {
+                let refs: Vec<&FloatHistogram> = hs.iter().map(|h| &*h.h).collect();
+                records.push((RecordKind::Histograms, wal::encode_histograms(r, t, &refs)?));
             }
         }
         wal::write_checkpoint(self.wal.dir(), upto_segment, &records)?;
@@ -494,7 +583,7 @@ impl TenantDb {
             let mut next: Option<Labels> = None;
             for it in iters.iter_mut() {
                 match it.peek() {
-                    Some(Ok((l, _))) if next.as_ref().is_none_or(|n| l < n) => {
+                    Some(Ok((l, _, _))) if next.as_ref().is_none_or(|n| l < n) => {
                         next = Some(l.clone());
                     }
                     Some(Ok(_)) => {}
@@ -509,15 +598,17 @@ impl TenantDb {
             }
             let labels = next?;
             let mut samples: Vec<Sample> = Vec::new();
+            let mut histograms: Vec<HistogramSample> = Vec::new();
             for it in iters.iter_mut() {
-                if matches!(it.peek(), Some(Ok((l, _))) if *l == labels)
-                    && let Some(Ok((_, s))) = it.next()
+                if matches!(it.peek(), Some(Ok((l, _, _))) if *l == labels)
+                    && let Some(Ok((_, s, h))) = it.next()
                 {
                     let prev = std::mem::take(&mut samples);
                     merge_into(&mut samples, &prev, &s);
+                    merge_histograms(&mut histograms, h);
                 }
             }
-            Some((labels, samples))
+            Some((labels, samples, histograms))
         });
         let meta = write_block(&self.store, &self.tenant, level, sources, merged)?;
         if let Some(e) = err {
@@ -556,5 +647,34 @@ impl TenantDb {
         }
         self.stats.blocks_deleted_by_retention.fetch_add(old.len() as u64, Ordering::Relaxed);
         Ok(old.len())
+    }
+}
+
+/// Merges a sorted run of histogram samples into `acc` (sorted); on equal timestamps the
+/// sample already in `acc` wins, as `merge_into` does for floats.
+fn merge_histograms(acc: &mut Vec<HistogramSample>, part: Vec<HistogramSample>) {
+    if part.is_empty() {
+        return;
+    }
+    if acc.is_empty() {
+        *acc = part;
+        return;
+    }
+    let prev = std::mem::take(acc);
+    acc.reserve(prev.len() + part.len());
+    let (mut a, mut b) = (prev.into_iter().peekable(), part.into_iter().peekable());
+    loop {
+        let next = match (a.peek(), b.peek()) {
+            (Some(x), Some(y)) if x.t < y.t => a.next(),
+            (Some(x), Some(y)) if x.t > y.t => b.next(),
+            (Some(_), Some(_)) => {
+                b.next();
+                a.next()
+            }
+            (Some(_), None) => a.next(),
+            (None, Some(_)) => b.next(),
+            (None, None) => break,
+        };
+        acc.extend(next);
     }
 }

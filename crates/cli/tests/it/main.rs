@@ -3,11 +3,14 @@
 //! - `export`: plain Parquet export read by DuckDB.
 //! - `query`: PromQL answers identical to Prometheus, promtool as client, error types.
 //! - `remote_write`: status codes, partial failure, tenants, kill -9, a real Prometheus sender.
+//! - `promqltest_storage`: every upstream PromQL script against real storage (WAL, head, blocks),
+//!   in process rather than through the binary.
 //!
 //! Every test starts the real binary on 127.0.0.1:0 with a temporary data dir (see
 //! [`Promlake::start`]) and talks to it over HTTP as a client would.
 
 mod export;
+mod promqltest_storage;
 mod query;
 mod remote_write;
 mod serve;

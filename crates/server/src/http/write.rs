@@ -112,8 +112,8 @@ async fn ingest_inner(
     }
     let db = s.db()?;
     let body = read_body(body).await?;
-    let (tenant, state) = (t.clone(), s.clone());
-    let (outcome, invalid, histograms_received) = blocking(move || {
+    let tenant = t.clone();
+    let (outcome, invalid) = blocking(move || {
         let interner = Interner::new();
         let decoded = wire::decode_write(
             protocol,
@@ -123,10 +123,8 @@ async fn ingest_inner(
             &DecodeLimits::default(),
         )
         .map_err(wire_error)?;
-        let histograms = decoded.batch.series.iter().map(|s| s.histograms.len()).sum::<usize>();
         let outcome = db.append(&tenant, decoded.batch)?;
-        let _ = &state;
-        Ok((outcome, decoded.invalid, histograms))
+        Ok((outcome, decoded.invalid))
     })
     .await?;
     written.samples = outcome.samples_written;
@@ -160,12 +158,6 @@ async fn ingest_inner(
         if problems.len() < 10 {
             problems.push(format!("{} for series {}", r.reason, r.labels));
         }
-    }
-    if histograms_received > outcome.histograms_written {
-        problems.push(format!(
-            "{} native histogram samples not stored: native histogram storage is not implemented yet",
-            histograms_received - outcome.histograms_written
-        ));
     }
     if problems.is_empty() {
         return Ok(());

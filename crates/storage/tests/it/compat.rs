@@ -1,7 +1,9 @@
-//! Files written by format version 1 (checked in under tests/data/v1) must keep opening.
-//! Regenerate only when adding a new version: `cargo test -p storage --test it -- --ignored write_v1_fixture`.
+//! Files written by format version 1 (checked in under tests/data/v1) and version 2 (block
+//! `histograms.parquet`, WAL Histograms records; tests/data/v2) must keep opening.
+//! Regenerate only when adding a new version, one at a time (never with --include-ignored, which
+//! rewrites v1 too): `cargo test -p storage --test it -- --ignored write_v2_fixture`.
 
-use model::{Appendable, Matcher};
+use model::{Appendable, Matcher, Queryable};
 use storage::Db;
 
 use crate::{batch, dump, opts, tenant, value};
@@ -50,5 +52,89 @@ fn v1_wal_and_block_still_open() {
         let want: Vec<(i64, f64)> =
             (0..30).map(|k| (k * 15_000, value(i as u32, k * 15_000))).collect();
         assert_eq!(samples, &want);
+    }
+}
+
+fn fixture_v2() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/v2")
+}
+
+/// The histogram the v2 fixture holds for (series, t): custom buckets for odd series.
+fn hist_v2(series: u32, t: i64) -> model::FloatHistogram {
+    let k = (t / 15_000) as f64;
+    let custom = series % 2 == 1;
+    model::FloatHistogram {
+        counter_reset_hint: if k == 0.0 { 1 } else { 2 },
+        schema: if custom { -53 } else { 0 },
+        zero_threshold: if custom { 0.0 } else { 0.001 },
+        zero_count: if custom { 0.0 } else { k },
+        count: 4.0 * k,
+        sum: 1.25 * k + series as f64,
+        positive_spans: vec![model::Span { offset: 1, length: 2 }],
+        negative_spans: if custom { vec![] } else { vec![model::Span { offset: 0, length: 1 }] },
+        positive_buckets: vec![k, 2.0 * k],
+        negative_buckets: if custom { vec![] } else { vec![k] },
+        custom_values: if custom { vec![0.5, 1.0, 2.5] } else { vec![] },
+    }
+}
+
+/// Floats for series 0..4 and histograms for series 4..6 (`h_*`), at `t`.
+fn batch_v2(t: i64) -> model::WriteBatch {
+    let mut b = batch(4, t);
+    for i in 4..6 {
+        b.series.push(model::SeriesWrite {
+            labels: crate::labels("h_request_duration_seconds", i),
+            histograms: vec![(t, hist_v2(i, t))],
+            ..Default::default()
+        });
+    }
+    b
+}
+
+#[test]
+#[ignore = "writes the checked-in fixture"]
+fn write_v2_fixture() {
+    let dir = fixture_v2();
+    let _ = std::fs::remove_dir_all(&dir);
+    let db = Db::open(opts(&dir)).unwrap();
+    for i in 0..20 {
+        db.append(&tenant(), batch_v2(i * 15_000)).unwrap();
+    }
+    db.flush(None).unwrap();
+    for i in 20..30 {
+        db.append(&tenant(), batch_v2(i * 15_000)).unwrap();
+    }
+}
+
+#[test]
+fn v2_wal_and_block_with_histograms_still_open() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&fixture_v2(), dir.path());
+    let db = Db::open(opts(dir.path())).unwrap();
+    let t = db.tenant(&tenant()).unwrap();
+    let blocks = t.blocks();
+    assert_eq!((blocks.len(), blocks[0].version, blocks[0].num_histograms), (1, 2, 40));
+    let all: Vec<model::Series> = db
+        .select(&tenant(), model::SelectHints::all(), &[Matcher::eq("job", "node")])
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(all.len(), 6);
+    // Histogram series (first in label order): 20 samples from the block, 10 from the WAL.
+    for (n, s) in all[..2].iter().enumerate() {
+        let series = 4 + n as u32;
+        assert!(s.samples.is_empty());
+        let want: Vec<(i64, model::FloatHistogram)> =
+            (0..30).map(|k| (k * 15_000, hist_v2(series, k * 15_000))).collect();
+        let got: Vec<(i64, model::FloatHistogram)> =
+            s.histograms.iter().map(|h| (h.t, (*h.h).clone())).collect();
+        assert_eq!(got, want, "{}", s.labels);
+    }
+    for (n, s) in all[2..].iter().enumerate() {
+        assert!(s.histograms.is_empty());
+        let want: Vec<(i64, f64)> =
+            (0..30).map(|k| (k * 15_000, value(n as u32, k * 15_000))).collect();
+        let got: Vec<(i64, f64)> = s.samples.iter().map(|x| (x.t, x.v)).collect();
+        assert_eq!(got, want, "{}", s.labels);
     }
 }

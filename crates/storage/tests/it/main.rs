@@ -1,12 +1,14 @@
 //! Storage integration tests, one binary. Table of contents:
 //! - `durability`: reopen after clean close, WAL replay, SIGKILL crash loop, torn WAL tails.
 //! - `lifecycle`: head cut into blocks, flush, compaction, retention with an injected clock.
-//! - `compat`: a WAL and a block written by format version 1 still open.
+//! - `compat`: WALs and blocks written by format versions 1 and 2 (histograms) still open.
 //! - `duckdb`: DuckDB reads a block's series and index tables directly.
+//! - `histograms`: native histograms through append rules, WAL replay, flush and compaction.
 
 mod compat;
 mod duckdb;
 mod durability;
+mod histograms;
 mod lifecycle;
 
 use model::{Labels, Matcher, Queryable, Sample, SelectHints, SeriesWrite, TenantId, WriteBatch};
