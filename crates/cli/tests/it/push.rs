@@ -157,14 +157,16 @@ fn pushes_store_every_type_with_grouping_labels() {
         400 text format line 3: invalid sample value "metric": "bad metric here"
     "#,
     );
+    // Grouping labels win over pushed ones, and a repeated path label keeps its last value.
     check(
         &p,
-        "/metrics/job/bad",
+        "/metrics/job/win/instance/x/a/1/a/2",
         "",
-        "m{job=\"other\"} 1\n",
-        "bad",
+        "m{job=\"other\",instance=\"z\"} 1\n",
+        "win",
         r#"
-        400 text format line 1: label job="other" conflicts with grouping label job="bad"
+        200
+        m{a="2", instance="x", job="win"} 1
     "#,
     );
     check(
@@ -273,6 +275,7 @@ fn same_series_as_a_real_pushgateway() {
             "# TYPE g gauge\ng{a=\"x\"} 1.5\ng{a=\"y\"} -2\nplain 1e+06\n",
         ),
         ("/metrics/job@base64/Y29tcC8z/zone@base64/ZXUvMQ", "comp/3", "z 3\n"),
+        ("/metrics/job/cmp4/instance/x/a/1/a/2", "cmp4", "m{job=\"other\",instance=\"z\"} 1\n"),
     ] {
         for method in ["PUT", "POST"] {
             let theirs = push(&pg.url, method, path, "", None, body);
@@ -283,10 +286,14 @@ fn same_series_as_a_real_pushgateway() {
         assert!(!theirs.is_empty(), "the pushgateway exposes {job}");
         assert_eq!(stored(&p, None, &format!("{{job={job:?}}}")), theirs, "{path}");
     }
-    // Both refuse a malformed line with 400.
-    let bad = "good 1\nthis is not a sample\n";
-    let theirs = push(&pg.url, "PUT", "/metrics/job/cmp_bad", "", None, bad);
-    let ours = push(&p.url, "PUT", "/metrics/job/cmp_bad", "", None, bad);
-    assert_eq!((&ours[..3], &theirs[..3]), ("400", "400"), "{ours} / {theirs}");
-    assert!(ours.contains("line 2"), "{ours}");
+    // Both refuse a malformed line and a series pushed twice with 400.
+    for bad in ["good 1\nthis is not a sample\n", "twice 1\ntwice 2\n"] {
+        let theirs = push(&pg.url, "PUT", "/metrics/job/cmp_bad", "", None, bad);
+        let ours = push(&p.url, "PUT", "/metrics/job/cmp_bad", "", None, bad);
+        assert_eq!((&ours[..3], &theirs[..3]), ("400", "400"), "{bad:?}: {ours} / {theirs}");
+    }
+    // The one deliberate difference: promlake keeps pushed timestamps, the Pushgateway refuses.
+    let stamped = format!("stamped 1 {}\n", crate::now_ms());
+    assert!(push(&pg.url, "PUT", "/metrics/job/ts", "", None, &stamped).starts_with("400"));
+    assert_eq!(push(&p.url, "PUT", "/metrics/job/ts", "", None, &stamped), "200");
 }

@@ -373,3 +373,57 @@ fn malformed_requests_are_400_naming_the_problem() {
     check(bad_type, None, 400, "unknown matcher type 9");
     check(read_request(vec![], &[]), Some("bad tenant/"), 400, "X-Scope-OrgID");
 }
+
+/// Over the sample limit a SAMPLES answer is refused the way Prometheus refuses it (same
+/// limit on both), while a streamed answer of the same data is not limited.
+#[test]
+fn sample_limit_refuses_like_prometheus() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("promlake.toml");
+    std::fs::write(&cfg, "[query]\nremote_read_sample_limit = 10\n").unwrap();
+    let p = Promlake::start(&["--config", cfg.to_str().unwrap()]);
+    let prom = Daemon::start(
+        "prometheus",
+        |dir, port| {
+            std::fs::write(dir.join("p.yml"), "global: {}\n").unwrap();
+            vec![
+                format!("--config.file={}", dir.join("p.yml").display()),
+                format!("--storage.tsdb.path={}", dir.join("tsdb").display()),
+                format!("--web.listen-address=127.0.0.1:{port}"),
+                "--web.enable-remote-write-receiver".into(),
+                "--storage.remote.read-sample-limit=10".into(),
+            ]
+        },
+        "/-/ready",
+    );
+    let start = now_ms() - 600_000;
+    let batch = WriteBatch {
+        series: vec![
+            series(&[("__name__", "rr_lim"), ("k", "a")], irregular(start, 6, 1)),
+            series(&[("__name__", "rr_lim"), ("k", "b")], irregular(start, 6, 2)),
+        ],
+        metadata: vec![],
+    };
+    write(&p.url, None, &batch);
+    write(&prom.url, None, &batch);
+    let eq = prompb::label_matcher::Type::Eq;
+    let q = |k: &str| {
+        let mut m = vec![matcher(eq, "__name__", "rr_lim")];
+        if !k.is_empty() {
+            m.push(matcher(eq, "k", k));
+        }
+        vec![query(start, start + 3_600_000, m)]
+    };
+    let status = |url: &str, k: &str, accepted: &[i32]| {
+        let r = post_read(url, None, read_request(q(k), accepted));
+        (r.status().as_u16(), r.text().unwrap_or_default())
+    };
+    for (k, accepted) in [("a", &[][..]), ("", &[]), ("", &[1])] {
+        let (ours, msg) = status(&p.url, k, accepted);
+        let (theirs, their_msg) = status(&prom.url, k, accepted);
+        assert_eq!(ours, theirs, "k={k:?} {accepted:?}: ours {msg:?}, theirs {their_msg:?}");
+    }
+    let (code, msg) = status(&p.url, "", &[]);
+    assert_eq!(code, 400);
+    assert!(msg.contains("sample limit of 10 (query.remote_read_sample_limit)"), "{msg}");
+}

@@ -8,6 +8,12 @@
 //! type included), except the Pushgateway's delimited protobuf, which is a 415.
 //! Samples without a timestamp get the time the push arrived.
 //!
+//! As in the Pushgateway, the grouping labels win: a pushed series carrying `job` or another
+//! grouping label gets the path's value instead (an empty path value removes the label), and
+//! a label repeated in the path takes its last value. Unlike the Pushgateway, samples may carry
+//! their own timestamps (it refuses them), and nothing is kept per group: HELP/TYPE metadata is
+//! parsed but storage has no place for it yet.
+//!
 //! Statuses: 200 stored (empty body, as the Pushgateway answers); 400 a bad path, a malformed
 //! line (the message names the line number and content), or a rejected sample; 413 body too
 //! large; 415 protobuf body; 5xx storage faults. PUT and POST both only add samples: there is
@@ -17,7 +23,7 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use model::{Appendable, Interner, Labels, TenantId};
+use model::{Appendable, Interner, TenantId, WriteBatch};
 use wire::{TextFormat, TextOptions};
 
 use super::write::{read_body, wire_error};
@@ -56,9 +62,9 @@ async fn push_inner(
         .map_or(0, |d| d.as_millis() as i64);
     let tenant_id = t.clone();
     let outcome = blocking(move || {
-        let mut opts = TextOptions::new(format, now);
-        opts.extra_labels = grouping;
-        let batch = wire::parse_text(&body, &opts, &Interner::new()).map_err(wire_error)?;
+        let opts = TextOptions::new(format, now);
+        let mut batch = wire::parse_text(&body, &opts, &Interner::new()).map_err(wire_error)?;
+        apply_grouping(&mut batch, &grouping);
         Ok(db.append(&tenant_id, batch)?)
     })
     .await?;
@@ -109,9 +115,22 @@ fn text_format(ct: &str) -> Result<TextFormat, ApiError> {
     Ok(TextFormat::from_content_type(ct).unwrap_or(TextFormat::Prometheus))
 }
 
+/// Sets the grouping labels on every series, overriding pushed values as the Pushgateway does
+/// (wire's `extra_labels` refuses a conflict instead, so they are applied here).
+fn apply_grouping(batch: &mut WriteBatch, grouping: &[(String, String)]) {
+    for s in &mut batch.series {
+        for (name, value) in grouping {
+            if s.labels.get(name) != Some(value.as_str()) {
+                s.labels = s.labels.with(name, value);
+            }
+        }
+    }
+}
+
 /// The grouping labels of a push path (after `/metrics/`): `job/<v>` or `job@base64/<v>`,
-/// then name/value pairs.
-fn grouping_labels(path: &str) -> Result<Labels, ApiError> {
+/// then name/value pairs; a repeated name keeps its last value, empty values are kept (they
+/// remove a pushed label of that name).
+fn grouping_labels(path: &str) -> Result<Vec<(String, String)>, ApiError> {
     let bad = |m: String| ApiError::BadData(format!("invalid push path /metrics/{path}: {m}"));
     let parts: Vec<&str> = path.trim_end_matches('/').split('/').collect();
     if !parts.len().is_multiple_of(2) {
@@ -127,15 +146,16 @@ fn grouping_labels(path: &str) -> Result<Labels, ApiError> {
         if !valid_label_name(name) || name.starts_with("__") {
             return Err(bad(format!("improper label name {name:?}")));
         }
+        pairs.retain(|(n, _)| n != name);
         pairs.push((name.to_string(), value));
     }
-    if pairs.first().is_none_or(|(n, _)| n != "job") {
+    if parts.first() != Some(&"job") && parts.first() != Some(&"job@base64") {
         return Err(bad("the path must start with job/<name>".into()));
     }
-    if pairs[0].1.is_empty() {
+    if pairs.iter().any(|(n, v)| n == "job" && v.is_empty()) {
         return Err(bad("job name is required".into()));
     }
-    Labels::from_pairs(pairs).map_err(|e| bad(e.to_string()))
+    Ok(pairs)
 }
 
 fn valid_label_name(n: &str) -> bool {
@@ -178,7 +198,9 @@ mod tests {
 
     fn check(path: &str, expected: &str) {
         let got = match grouping_labels(path) {
-            Ok(l) => l.to_string(),
+            Ok(pairs) => {
+                pairs.iter().map(|(n, v)| format!("{n}={v:?}")).collect::<Vec<_>>().join(" ")
+            }
             Err(e) => format!("error: {e}"),
         };
         assert_eq!(got, expected, "path {path}");
@@ -186,14 +208,15 @@ mod tests {
 
     #[test]
     fn grouping_paths() {
-        check("job/j", r#"{job="j"}"#);
-        check("job/j/instance/h1/zone/a", r#"{instance="h1", job="j", zone="a"}"#);
-        check("job/j/", r#"{job="j"}"#);
+        check("job/j", r#"job="j""#);
+        check("job/j/instance/h1/zone/a", r#"job="j" instance="h1" zone="a""#);
+        check("job/j/", r#"job="j""#);
+        check("job/j/a/1/b/2/a/3", r#"job="j" b="2" a="3""#);
         // "a/b" and "é" in base64url, unpadded and padded; "=" alone is the empty value.
-        check("job@base64/YS9i", r#"{job="a/b"}"#);
-        check("job/j/path@base64/w6k=", r#"{job="j", path="é"}"#);
-        check("job/j/path@base64/w6k", r#"{job="j", path="é"}"#);
-        check("job/j/path@base64/=", r#"{job="j"}"#);
+        check("job@base64/YS9i", r#"job="a/b""#);
+        check("job/j/path@base64/w6k=", r#"job="j" path="é""#);
+        check("job/j/path@base64/w6k", r#"job="j" path="é""#);
+        check("job/j/path@base64/=", r#"job="j" path="""#);
         check(
             "job/j/x",
             "error: invalid push path /metrics/job/j/x: odd number of components in the label path",
@@ -218,6 +241,17 @@ mod tests {
             "job/j/v@base64/!!",
             "error: invalid push path /metrics/job/j/v@base64/!!: invalid base64 value \"!!\"",
         );
+    }
+
+    #[test]
+    fn grouping_labels_win_over_pushed_ones() {
+        let body = "m{job=\"other\",instance=\"z\",k=\"v\"} 1\nn 2\n";
+        let opts = TextOptions::new(TextFormat::Prometheus, 0);
+        let mut batch = wire::parse_text(body.as_bytes(), &opts, &Interner::new()).unwrap();
+        let grouping = grouping_labels("job/j/k@base64/=/zone/a").unwrap();
+        apply_grouping(&mut batch, &grouping);
+        let got: Vec<String> = batch.series.iter().map(|s| s.labels.to_string()).collect();
+        assert_eq!(got, [r#"m{instance="z", job="j", zone="a"}"#, r#"n{job="j", zone="a"}"#]);
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! `ChunkedReadResponse`s, one series per frame, Prometheus-exact XOR chunks of at most 120
 //! samples), streamed while storage is read.
 //!
-//! Statuses: 200 answered; 400 the body is not a snappy `ReadRequest` or a matcher is invalid;
+//! Statuses: 200 answered; 400 the body is not a snappy `ReadRequest`, a matcher is invalid,
+//! or a `SAMPLES` answer would exceed `query.remote_read_sample_limit`;
 //! 413/415 as for remote write; 5xx storage faults. An unknown accepted response type falls
 //! back to `SAMPLES`, as Prometheus does.
 
@@ -64,7 +65,11 @@ async fn read_inner(s: SharedState, headers: HeaderMap, body: Body) -> Result<Re
         })
         .inc_by(queries.len() as u64);
     if !streamed {
-        let body = blocking(move || samples_response(&db, &t, &queries)).await?;
+        let limit = match s.config.query.remote_read_sample_limit {
+            0 => usize::MAX,
+            n => n,
+        };
+        let body = blocking(move || samples_response(&db, &t, &queries, limit)).await?;
         let mut resp = (StatusCode::OK, body).into_response();
         let h = resp.headers_mut();
         h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-protobuf"));
@@ -87,12 +92,28 @@ fn negotiate(accepted: &[i32]) -> bool {
         .unwrap_or(false)
 }
 
-fn samples_response(db: &Db, t: &TenantId, queries: &[ParsedQuery]) -> Result<Vec<u8>, ApiError> {
+/// The whole `SAMPLES` answer, built in memory, so bounded by `limit` samples (histogram
+/// samples included) across all queries; over it is a 400, as in Prometheus.
+fn samples_response(
+    db: &Db,
+    t: &TenantId,
+    queries: &[ParsedQuery],
+    limit: usize,
+) -> Result<Vec<u8>, ApiError> {
     let mut results = Vec::with_capacity(queries.len());
+    let mut total = 0usize;
     for q in queries {
         let mut timeseries = Vec::new();
         for series in db.select(t, q.hints, &q.matchers)? {
-            timeseries.push(wire::remote_read::series_to_proto(&series?));
+            let series = series?;
+            total += series.samples.len() + series.histograms.len();
+            if total > limit {
+                return Err(ApiError::BadData(format!(
+                    "remote read answer exceeds the sample limit of {limit} \
+                     (query.remote_read_sample_limit); ask for a shorter range or STREAMED_XOR_CHUNKS"
+                )));
+            }
+            timeseries.push(wire::remote_read::series_to_proto(&series));
         }
         results.push(prompb::QueryResult { timeseries });
     }
