@@ -121,7 +121,9 @@ fn samples_response(
 }
 
 /// Streams frames from a blocking reader through a small channel, so memory stays bounded
-/// by the channel, not by the answer. A storage error after the first frame can only cut the
+/// by the channel, not by the answer. Float samples only: native histogram samples are left
+/// out of streamed answers until a Prometheus histogram chunk encoder exists (SAMPLES
+/// answers carry them). A storage error after the first frame can only cut the
 /// stream short (the status is already sent); the client sees a truncated frame or missing
 /// series, as with Prometheus.
 async fn streamed_response(
@@ -130,8 +132,10 @@ async fn streamed_response(
     queries: Vec<ParsedQuery>,
 ) -> Response {
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>, ApiError>>(4);
-    tokio::task::spawn_blocking(move || {
-        if let Err(e) = stream_frames(&db, &t, &queries, &tx) {
+    tokio::task::spawn_blocking(move || match stream_frames(&db, &t, &queries, &tx) {
+        Ok(()) => {}
+        Err(e) if tx.is_closed() => tracing::debug!(error = %e, "remote read client left"),
+        Err(e) => {
             tracing::error!(error = %e, "remote read stream failed");
             let _ = tx.blocking_send(Err(e));
         }
