@@ -30,6 +30,9 @@ pub struct QueryConfig {
     /// Longest a query may run (default `"2m"`).
     #[serde(with = "humantime_serde_compat")]
     pub timeout: Duration,
+    /// Most samples one `SAMPLES` remote read answer may hold (default 50,000,000, as
+    /// Prometheus' `--storage.remote.read-sample-limit`); 0 means no limit.
+    pub remote_read_sample_limit: usize,
 }
 
 impl Default for QueryConfig {
@@ -38,6 +41,7 @@ impl Default for QueryConfig {
             lookback_delta: Duration::from_secs(300),
             max_samples: 50_000_000,
             timeout: Duration::from_secs(120),
+            remote_read_sample_limit: 50_000_000,
         }
     }
 }

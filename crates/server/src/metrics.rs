@@ -23,6 +23,11 @@ pub struct HandlerLabels {
     pub handler: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResponseTypeLabels {
+    pub response_type: String,
+}
+
 pub struct Metrics {
     pub registry: Registry,
     /// `promlake_ingested_samples_total{tenant}`: samples stored.
@@ -44,6 +49,8 @@ pub struct Metrics {
     pub wal_corruptions: Family<TenantLabels, Gauge>,
     /// `promlake_compactions_total{tenant}`.
     pub compactions: Family<TenantLabels, Gauge>,
+    /// `promlake_remote_read_queries_total{response_type}`: remote read queries answered.
+    pub remote_read_queries: Family<ResponseTypeLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -93,6 +100,12 @@ impl Metrics {
         );
         let compactions = Family::default();
         registry.register("compactions", "Compactions since start", compactions.clone());
+        let remote_read_queries = Family::default();
+        registry.register(
+            "remote_read_queries",
+            "Remote read queries, by response type (samples, streamed_xor_chunks)",
+            remote_read_queries.clone(),
+        );
         Metrics {
             registry,
             ingested_samples,
@@ -105,6 +118,7 @@ impl Metrics {
             wal_bytes,
             wal_corruptions,
             compactions,
+            remote_read_queries,
         }
     }
 

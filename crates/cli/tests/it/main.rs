@@ -5,13 +5,19 @@
 //! - `remote_write`: status codes, partial failure, tenants, kill -9, a real Prometheus sender.
 //! - `promqltest_storage`: every upstream PromQL script against real storage (WAL, head, blocks),
 //!   in process rather than through the binary.
+//! - `remote_read`: a real Prometheus querying through promlake; streamed XOR chunks byte-equal
+//!   to Prometheus' own; SAMPLES answers value by value; tenants and status codes.
+//! - `push`: Pushgateway-style text pushes: every metric type, grouping labels, `@base64`,
+//!   errors naming the line, and the same series as a real Pushgateway exposes.
 //!
 //! Every test starts the real binary on 127.0.0.1:0 with a temporary data dir (see
 //! [`Promlake::start`]) and talks to it over HTTP as a client would.
 
 mod export;
 mod promqltest_storage;
+mod push;
 mod query;
+mod remote_read;
 mod remote_write;
 mod serve;
 
@@ -136,4 +142,55 @@ pub fn client() -> reqwest::blocking::Client {
 
 pub fn json(s: &str) -> serde_json::Value {
     serde_json::from_str(s).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))
+}
+
+/// A peer daemon (Debian's prometheus, pushgateway) on a free port with its own temp dir,
+/// killed on drop.
+pub struct Daemon {
+    pub child: Child,
+    pub url: String,
+    pub dir: tempfile::TempDir,
+}
+
+impl Daemon {
+    /// Runs `program` with the args `args(dir, port)` builds and waits (bounded) until
+    /// `ready_path` answers 200.
+    pub fn start(
+        program: &str,
+        args: impl FnOnce(&std::path::Path, u16) -> Vec<String>,
+        ready_path: &str,
+    ) -> Daemon {
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = Command::new(program)
+            .args(args(dir.path(), port))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("Debian's {program} is installed (scripts/test.sh): {e}"));
+        let url = format!("http://127.0.0.1:{port}");
+        let d = Daemon { child, url, dir };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !client()
+            .get(format!("{}{ready_path}", d.url))
+            .send()
+            .is_ok_and(|r| r.status() == 200)
+        {
+            assert!(Instant::now() < deadline, "{program} not ready within 30s");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        d
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Unix time now in milliseconds.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
 }

@@ -3,9 +3,12 @@
 
 mod admin;
 mod export;
+mod push;
 mod query;
 mod read;
+mod remote_read;
 mod write;
+mod xor;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -16,7 +19,7 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::HeaderMap;
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use model::{MatchOp, Matcher, TenantId};
 use parking_lot::Mutex;
 use storage::Db;
@@ -91,6 +94,8 @@ pub fn router(state: SharedState) -> Router {
         .route("/api/v1/admin/tsdb/flush", post(admin::flush))
         .route("/api/v1/write", post(write::write))
         .route("/api/v1/stream/prometheus/{dataset}", post(write::stream))
+        .route("/metrics/{*path}", put(push::push).post(push::push))
+        .route("/api/v1/read", post(remote_read::read))
         .route("/api/v1/query", get(query::instant).post(query::instant))
         .route("/api/v1/query_range", get(query::range).post(query::range))
         .route("/api/v1/status/buildinfo", get(query::buildinfo))

@@ -20,7 +20,7 @@ pub const MAX_BODY: usize = 64 << 20;
 /// Largest decompressed body accepted (limits.max_decompressed_bytes).
 pub const MAX_DECOMPRESSED: usize = 256 << 20;
 
-fn wire_error(e: WireError) -> ApiError {
+pub(super) fn wire_error(e: WireError) -> ApiError {
     match e {
         WireError::SnappyTooLarge { .. } => ApiError::PayloadTooLarge(e.to_string()),
         WireError::UnsupportedContentType(_) => ApiError::UnsupportedMediaType(e.to_string()),
@@ -28,7 +28,7 @@ fn wire_error(e: WireError) -> ApiError {
     }
 }
 
-async fn read_body(body: Body) -> Result<bytes::Bytes, ApiError> {
+pub(super) async fn read_body(body: Body) -> Result<bytes::Bytes, ApiError> {
     axum::body::to_bytes(body, MAX_BODY).await.map_err(|e| {
         let too_large = std::error::Error::source(&e)
             .is_some_and(|s| s.to_string().contains("length limit"))
