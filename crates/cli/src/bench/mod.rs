@@ -1,5 +1,6 @@
 //! `promlake bench`: workloads and side-by-side measurements against peer systems.
 
+pub mod ingest;
 pub mod peers;
 pub mod storage;
 pub mod workload;
@@ -8,10 +9,13 @@ pub mod workload;
 pub enum BenchCommand {
     /// Bytes on disk per sample, RSS per series and append throughput, beside VictoriaMetrics.
     Storage(storage::StorageArgs),
+    /// Remote-write load generator; `--compare` runs it against promlake and VictoriaMetrics.
+    Ingest(ingest::IngestArgs),
 }
 
 pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Storage(a) => storage::run(&a).map(|_| ()),
+        BenchCommand::Ingest(a) => ingest::run(&a).map(|_| ()),
     }
 }

@@ -1,0 +1,313 @@
+//! `promlake bench ingest`: a remote-write load generator. Payloads (node-exporter-like series,
+//! `--batch` samples per request, snappy-compressed remote write 1.0) are encoded before the
+//! timed phase; concurrent senders then replay them. Reports accepted samples/s, latency
+//! percentiles, errors by status, the server's CPU seconds per million samples (from
+//! /proc/PID/stat) and, as the physical limit, the decode-only ceiling on one core.
+//! `--compare` starts promlake and VictoriaMetrics on fresh data dirs and runs the identical
+//! payloads against each, one after the other.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use model::{Interner, WriteBatch};
+
+use super::peers::{Peer, cpu_seconds, free_port};
+use super::workload::Workload;
+
+#[derive(clap::Args, Clone, Debug)]
+pub struct IngestArgs {
+    /// Remote write URL of the system under test (ignored with --compare).
+    #[arg(long, default_value = "http://127.0.0.1:9393/api/v1/write")]
+    pub url: String,
+    /// Active series.
+    #[arg(long, default_value_t = 100_000)]
+    pub series: usize,
+    /// Scrapes to send (samples = series x scrapes).
+    #[arg(long, default_value_t = 60)]
+    pub scrapes: i64,
+    /// Samples per request.
+    #[arg(long, default_value_t = 2000)]
+    pub batch: usize,
+    /// Concurrent senders.
+    #[arg(long, default_value_t = 4)]
+    pub concurrency: usize,
+    /// Tenant header (X-Scope-OrgID).
+    #[arg(long)]
+    pub tenant: Option<String>,
+    /// PID of the server, to report its CPU time per million samples.
+    #[arg(long)]
+    pub pid: Option<u32>,
+    /// Start promlake and VictoriaMetrics and measure both.
+    #[arg(long)]
+    pub compare: bool,
+    /// Write the figures as JSON here.
+    #[arg(long)]
+    pub json: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct IngestFigures {
+    pub system: String,
+    pub samples: u64,
+    pub requests: u64,
+    pub seconds: f64,
+    pub samples_per_s: f64,
+    pub p50_ms: f64,
+    pub p90_ms: f64,
+    pub p99_ms: f64,
+    pub errors: BTreeMap<u16, u64>,
+    pub server_cpu_s_per_million: Option<f64>,
+}
+
+/// Encodes every request up front; returns (payload, samples in it).
+pub fn encode_payloads(args: &IngestArgs) -> Vec<(Vec<u8>, usize)> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
+    let start = now - args.scrapes * 15_000;
+    let mut w = Workload::new(args.series, start, 15_000, 42);
+    let mut out = Vec::new();
+    for step in 0..args.scrapes {
+        let scrape = w.scrape(step);
+        for chunk in scrape.chunks(args.batch) {
+            let batch = WriteBatch { series: chunk.to_vec(), metadata: vec![] };
+            out.push((wire::snappy::compress(&wire::encode_write_v1(&batch)), chunk.len()));
+        }
+    }
+    out
+}
+
+/// Snappy + zero-copy decode of every payload on one core: the ceiling of any receiver.
+pub fn decode_ceiling(payloads: &[(Vec<u8>, usize)]) -> f64 {
+    let t0 = Instant::now();
+    let mut n = 0usize;
+    for (p, _) in payloads {
+        let interner = Interner::new();
+        if let Ok(d) = wire::decode_write(
+            wire::WriteProtocol::V1,
+            p,
+            256 << 20,
+            &interner,
+            &wire::DecodeLimits::default(),
+        ) {
+            n += d.batch.sample_count();
+        }
+    }
+    n as f64 / t0.elapsed().as_secs_f64()
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+/// Replays the payloads against `url` with `concurrency` senders.
+pub fn run_load(
+    system: &str,
+    url: &str,
+    payloads: &[(Vec<u8>, usize)],
+    args: &IngestArgs,
+    pid: Option<u32>,
+) -> Result<IngestFigures> {
+    let next = AtomicUsize::new(0);
+    let cpu0 = pid.map(cpu_seconds).transpose()?;
+    let t0 = Instant::now();
+    let results: Vec<Vec<(f64, u16, usize)>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..args.concurrency)
+            .map(|_| {
+                s.spawn(|| {
+                    let client = reqwest::blocking::Client::builder()
+                        .timeout(Duration::from_secs(60))
+                        .build()
+                        .ok();
+                    let mut out = Vec::new();
+                    let Some(client) = client else { return out };
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some((body, n)) = payloads.get(i) else { break };
+                        let mut req = client
+                            .post(url)
+                            .header("content-type", "application/x-protobuf")
+                            .header("content-encoding", "snappy")
+                            .header("x-prometheus-remote-write-version", "0.1.0")
+                            .body(body.clone());
+                        if let Some(t) = &args.tenant {
+                            req = req.header("X-Scope-OrgID", t);
+                        }
+                        let s0 = Instant::now();
+                        let status = req.send().map(|r| r.status().as_u16()).unwrap_or(0);
+                        out.push((s0.elapsed().as_secs_f64() * 1000.0, status, *n));
+                    }
+                    out
+                })
+            })
+            .collect();
+        handles.into_iter().filter_map(|h| h.join().ok()).collect()
+    });
+    let seconds = t0.elapsed().as_secs_f64();
+    let cpu = match (pid, cpu0) {
+        (Some(p), Some(c0)) => Some(cpu_seconds(p)? - c0),
+        _ => None,
+    };
+    let mut lat: Vec<f64> = Vec::new();
+    let mut errors = BTreeMap::new();
+    let (mut samples, mut requests) = (0u64, 0u64);
+    for (ms, status, n) in results.into_iter().flatten() {
+        requests += 1;
+        lat.push(ms);
+        if (200..300).contains(&status) {
+            samples += n as u64;
+        } else {
+            *errors.entry(status).or_insert(0) += 1;
+        }
+    }
+    lat.sort_by(|a, b| a.total_cmp(b));
+    Ok(IngestFigures {
+        system: system.into(),
+        samples,
+        requests,
+        seconds,
+        samples_per_s: samples as f64 / seconds,
+        p50_ms: percentile(&lat, 0.5),
+        p90_ms: percentile(&lat, 0.9),
+        p99_ms: percentile(&lat, 0.99),
+        errors,
+        server_cpu_s_per_million: cpu.map(|c| c / (samples as f64 / 1e6)),
+    })
+}
+
+/// Starts this binary's `serve` on a fresh data dir (fsync on, the default).
+struct OwnServer {
+    child: std::process::Child,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl OwnServer {
+    fn start() -> Result<OwnServer> {
+        let dir = tempfile::tempdir()?;
+        let port = free_port()?;
+        let child = std::process::Command::new(std::env::current_exe()?)
+            .args([
+                "serve",
+                "--http-listen",
+                &format!("127.0.0.1:{port}"),
+                "--grpc-listen",
+                "127.0.0.1:0",
+                "--data-dir",
+            ])
+            .arg(dir.path().join("data"))
+            .env("PROMLAKE_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .context("starting promlake serve")?;
+        let s = OwnServer { child, url: format!("http://127.0.0.1:{port}"), _dir: dir };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let client = reqwest::blocking::Client::new();
+        while !client
+            .get(format!("{}/-/ready", s.url))
+            .send()
+            .is_ok_and(|r| r.status().is_success())
+        {
+            anyhow::ensure!(Instant::now() < deadline, "promlake did not become ready");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(s)
+    }
+}
+
+impl Drop for OwnServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn run(args: &IngestArgs) -> Result<Vec<IngestFigures>> {
+    eprintln!(
+        "encoding {} series x {} scrapes in requests of {} samples...",
+        args.series, args.scrapes, args.batch
+    );
+    let payloads = encode_payloads(args);
+    let bytes: usize = payloads.iter().map(|p| p.0.len()).sum();
+    eprintln!("{} requests, {:.1} MB compressed", payloads.len(), bytes as f64 / 1e6);
+    let ceiling = decode_ceiling(&payloads);
+    eprintln!(
+        "decode-only ceiling (snappy + zero-copy decode, one core): {:.0} samples/s",
+        ceiling
+    );
+    let mut rows = Vec::new();
+    if args.compare {
+        {
+            let own = OwnServer::start()?;
+            eprintln!("promlake: sending");
+            rows.push(run_load(
+                "promlake",
+                &format!("{}/api/v1/write", own.url),
+                &payloads,
+                args,
+                Some(own.child.id()),
+            )?);
+        }
+        {
+            let vm = Peer::victoria_metrics()?;
+            eprintln!("victoria-metrics: sending");
+            rows.push(run_load(
+                "victoria-metrics",
+                &format!("{}/api/v1/write", vm.url),
+                &payloads,
+                args,
+                Some(vm.pid()),
+            )?);
+        }
+    } else {
+        rows.push(run_load("target", &args.url, &payloads, args, args.pid)?);
+    }
+    println!(
+        "| system | samples | requests | seconds | samples/s | p50 ms | p90 ms | p99 ms | errors | server CPU s / 1M |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    for r in &rows {
+        println!(
+            "| {} | {} | {} | {:.2} | {:.0} | {:.1} | {:.1} | {:.1} | {:?} | {} |",
+            r.system,
+            r.samples,
+            r.requests,
+            r.seconds,
+            r.samples_per_s,
+            r.p50_ms,
+            r.p90_ms,
+            r.p99_ms,
+            r.errors,
+            r.server_cpu_s_per_million.map_or("-".into(), |c| format!("{c:.3}"))
+        );
+    }
+    println!("decode-only ceiling: {ceiling:.0} samples/s on one core");
+    if rows.len() == 2 {
+        let (a, b) = (&rows[0], &rows[1]);
+        println!(
+            "promlake / victoria-metrics: samples/s {:.2}x, p99 latency {:.2}x, CPU per million {}",
+            a.samples_per_s / b.samples_per_s,
+            a.p99_ms / b.p99_ms,
+            match (a.server_cpu_s_per_million, b.server_cpu_s_per_million) {
+                (Some(x), Some(y)) => format!("{:.2}x", x / y),
+                _ => "-".into(),
+            }
+        );
+    }
+    if let Some(p) = &args.json {
+        std::fs::write(
+            p,
+            serde_json::to_string_pretty(
+                &serde_json::json!({"ceiling_samples_per_s": ceiling, "rows": rows}),
+            )?,
+        )?;
+    }
+    Ok(rows)
+}
