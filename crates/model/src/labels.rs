@@ -179,7 +179,7 @@ impl LabelsBuilder {
 /// keeps one per tenant head and drops it with the head.
 #[derive(Default)]
 pub struct Interner {
-    set: Mutex<HashSet<Arc<str>>>,
+    set: Mutex<HashSet<Arc<str>, foldhash::fast::RandomState>>,
 }
 
 impl Interner {

@@ -48,7 +48,7 @@ pub(super) struct Ctx<'a, 'i> {
     pub(super) limits: &'i DecodeLimits,
     /// Per-request cache in front of the shared interner: one hash lookup and no lock for a
     /// string seen before in this request, and its UTF-8 checked once.
-    cache: HashMap<&'a [u8], Arc<str>>,
+    cache: HashMap<&'a [u8], Arc<str>, foldhash::fast::RandomState>,
     /// Remote write 2.0: the interned copy of each symbol, filled on first use.
     symbols: Vec<Option<Arc<str>>>,
     /// The previous series' label set and its raw (name, value) bytes, aligned: senders send
@@ -64,7 +64,7 @@ impl<'a, 'i> Ctx<'a, 'i> {
         Ctx {
             interner,
             limits,
-            cache: HashMap::new(),
+            cache: HashMap::with_hasher(Default::default()),
             symbols: Vec::new(),
             prev: Labels::empty(),
             prev_raw: Vec::new(),
