@@ -18,11 +18,12 @@ fn pco_config() -> pco::ChunkConfig {
     pco::ChunkConfig::default().with_compression_level(8)
 }
 
-pub fn encode_i64(xs: &[i64]) -> Vec<u8> {
+/// pco when it is smaller, else raw little-endian 8-byte words; `bits` gives a number's word.
+fn encode<T: pco::data_types::Number>(xs: &[T], bits: impl Fn(&T) -> u64) -> Vec<u8> {
     let raw = || {
         let mut out = Vec::with_capacity(1 + xs.len() * 8);
         out.push(ENC_RAW);
-        xs.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes()));
+        xs.iter().for_each(|x| out.extend_from_slice(&bits(x).to_le_bytes()));
         out
     };
     if xs.len() < 4 {
@@ -39,25 +40,12 @@ pub fn encode_i64(xs: &[i64]) -> Vec<u8> {
     }
 }
 
+pub fn encode_i64(xs: &[i64]) -> Vec<u8> {
+    encode(xs, |x| *x as u64)
+}
+
 pub fn encode_f64(xs: &[f64]) -> Vec<u8> {
-    let raw = || {
-        let mut out = Vec::with_capacity(1 + xs.len() * 8);
-        out.push(ENC_RAW);
-        xs.iter().for_each(|x| out.extend_from_slice(&x.to_bits().to_le_bytes()));
-        out
-    };
-    if xs.len() < 4 {
-        return raw();
-    }
-    match pco::standalone::simple_compress(xs, &pco_config()) {
-        Ok(c) if c.len() + 1 < xs.len() * 8 => {
-            let mut out = Vec::with_capacity(c.len() + 1);
-            out.push(ENC_PCO);
-            out.extend_from_slice(&c);
-            out
-        }
-        _ => raw(),
-    }
+    encode(xs, |x| x.to_bits())
 }
 
 fn corrupt(what: &str) -> StorageError {
