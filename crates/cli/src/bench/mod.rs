@@ -2,6 +2,7 @@
 
 pub mod ingest;
 pub mod peers;
+pub mod query;
 pub mod storage;
 pub mod workload;
 
@@ -11,11 +12,14 @@ pub enum BenchCommand {
     Storage(storage::StorageArgs),
     /// Remote-write load generator; `--compare` runs it against promlake and VictoriaMetrics.
     Ingest(ingest::IngestArgs),
+    /// Dashboard query latency; `--compare` runs it against promlake and Prometheus.
+    Query(query::QueryArgs),
 }
 
 pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Storage(a) => storage::run(&a).map(|_| ()),
         BenchCommand::Ingest(a) => ingest::run(&a).map(|_| ()),
+        BenchCommand::Query(a) => query::run(&a).map(|_| ()),
     }
 }

@@ -1,0 +1,271 @@
+//! `promlake bench query`: a dashboard query set (rate, sum by, topk, histogram_quantile,
+//! ratios, regex matchers, max_over_time) as instant and range queries, N runs each, with
+//! p50/p95/p99 per query and overall. `--compare` starts promlake and Prometheus (Debian,
+//! remote-write receiver on), writes the identical node-exporter-like data into both by
+//! remote write, and runs the same queries against each, one system after the other.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use model::WriteBatch;
+
+use super::peers::{ensure_binary, free_port};
+use super::workload::Workload;
+
+#[derive(clap::Args, Clone, Debug)]
+pub struct QueryArgs {
+    /// Prometheus-compatible API base URL to query (ignored with --compare).
+    #[arg(long, default_value = "http://127.0.0.1:9393")]
+    pub url: String,
+    /// Series to load (with --compare).
+    #[arg(long, default_value_t = 20_000)]
+    pub series: usize,
+    /// Hours of data at 15 s to load (with --compare).
+    #[arg(long, default_value_t = 1.0)]
+    pub hours: f64,
+    /// Runs per query.
+    #[arg(long, default_value_t = 10)]
+    pub runs: usize,
+    /// Range of the range queries.
+    #[arg(long, default_value = "1h")]
+    pub range: String,
+    /// Start promlake and Prometheus, load identical data, measure both.
+    #[arg(long)]
+    pub compare: bool,
+    /// Write the figures as JSON here.
+    #[arg(long)]
+    pub json: Option<std::path::PathBuf>,
+}
+
+pub const QUERIES: &[&str] = &[
+    "sum by (mode) (rate(node_cpu_seconds_total[5m]))",
+    "rate(node_network_receive_bytes_total[5m])",
+    "topk(10, rate(node_network_receive_bytes_total[5m]))",
+    "histogram_quantile(0.9, sum by (le) (rate(http_request_duration_seconds_bucket[5m])))",
+    "histogram_quantile(0.99, sum by (le, handler) (rate(http_request_duration_seconds_bucket[5m])))",
+    "1 - node_memory_MemAvailable_bytes / on(instance) node_memory_Cached_bytes",
+    "sum by (cluster) (rate(node_disk_written_bytes_total[5m]))",
+    "max_over_time(node_load1[10m])",
+    "avg by (region) (node_load5)",
+    r#"sum(rate(node_network_transmit_bytes_total{device=~"eth.*"}[5m])) by (az)"#,
+    r#"count(node_filesystem_avail_bytes{mountpoint=~"/mnt/sd.*"})"#,
+    "sum by (instance) (rate(node_context_switches_total[5m])) > 100",
+    "quantile(0.95, rate(node_forks_total[5m]))",
+    r#"node_load15{env!="staging", team=~"team-(1|2|3)"}"#,
+    "sum(node_memory_MemFree_bytes) / sum(node_memory_MemAvailable_bytes)",
+];
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct QueryFigures {
+    pub system: String,
+    pub per_query: Vec<(String, f64, f64)>,
+    pub p50_ms: f64,
+    pub p95_ms: f64,
+    pub p99_ms: f64,
+    pub failures: usize,
+}
+
+fn pct(v: &mut [f64], p: f64) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    if v.is_empty() { 0.0 } else { v[((v.len() as f64 - 1.0) * p).round() as usize] }
+}
+
+/// Runs the query set against `base`; `end_s` is the newest data time (Unix seconds).
+pub fn run_queries(system: &str, base: &str, end_s: f64, args: &QueryArgs) -> Result<QueryFigures> {
+    let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(120)).build()?;
+    let range_s =
+        promql_parser::util::parse_duration(&args.range).map(|d| d.as_secs_f64()).unwrap_or(3600.0);
+    let (mut all, mut per_query, mut failures) = (Vec::new(), Vec::new(), 0);
+    for q in QUERIES {
+        for kind in ["instant", "range"] {
+            let mut lat = Vec::new();
+            for _ in 0..args.runs {
+                let t0 = Instant::now();
+                let r = if kind == "instant" {
+                    client
+                        .post(format!("{base}/api/v1/query"))
+                        .form(&[("query", q.to_string()), ("time", format!("{end_s}"))])
+                        .send()
+                } else {
+                    client
+                        .post(format!("{base}/api/v1/query_range"))
+                        .form(&[
+                            ("query", q.to_string()),
+                            ("start", format!("{}", end_s - range_s)),
+                            ("end", format!("{end_s}")),
+                            ("step", "15".to_string()),
+                        ])
+                        .send()
+                };
+                let ok = r.is_ok_and(|r| r.status().is_success() && r.bytes().is_ok());
+                let ms = t0.elapsed().as_secs_f64() * 1000.0;
+                if ok {
+                    lat.push(ms);
+                    all.push(ms);
+                } else {
+                    failures += 1;
+                }
+            }
+            let p50 = pct(&mut lat.clone(), 0.5);
+            let p95 = pct(&mut lat, 0.95);
+            per_query.push((format!("{kind}: {q}"), p50, p95));
+        }
+    }
+    let mut a = all.clone();
+    Ok(QueryFigures {
+        system: system.into(),
+        per_query,
+        p50_ms: pct(&mut a, 0.5),
+        p95_ms: pct(&mut all.clone(), 0.95),
+        p99_ms: pct(&mut all, 0.99),
+        failures,
+    })
+}
+
+/// A child process and the temporary data dir it owns (removed when dropped).
+struct Proc {
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn wait_ready(url: &str) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let c = reqwest::blocking::Client::new();
+    while !c.get(format!("{url}/-/ready")).send().is_ok_and(|r| r.status().is_success()) {
+        anyhow::ensure!(Instant::now() < deadline, "{url} not ready within 60s");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
+}
+
+fn start_promlake() -> Result<(Proc, String)> {
+    let dir = tempfile::tempdir()?;
+    let port = free_port()?;
+    let child = std::process::Command::new(std::env::current_exe()?)
+        .args([
+            "serve",
+            "--http-listen",
+            &format!("127.0.0.1:{port}"),
+            "--grpc-listen",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
+        .arg(dir.path().join("data"))
+        .env("PROMLAKE_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    let url = format!("http://127.0.0.1:{port}");
+    let p = Proc { child, _dir: dir };
+    wait_ready(&url)?;
+    Ok((p, url))
+}
+
+fn start_prometheus() -> Result<(Proc, String)> {
+    let bin = ensure_binary("prometheus", "prometheus")?;
+    let dir = tempfile::tempdir()?;
+    let port = free_port()?;
+    std::fs::write(dir.path().join("p.yml"), "global: {}\n")?;
+    let child = std::process::Command::new(bin)
+        .arg(format!("--config.file={}", dir.path().join("p.yml").display()))
+        .arg(format!("--storage.tsdb.path={}", dir.path().join("tsdb").display()))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .arg("--web.enable-remote-write-receiver")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .context("starting prometheus")?;
+    let url = format!("http://127.0.0.1:{port}");
+    let p = Proc { child, _dir: dir };
+    wait_ready(&url)?;
+    Ok((p, url))
+}
+
+/// Writes the identical data into every URL, scrape by scrape (each system sees time order).
+fn load(urls: &[&str], args: &QueryArgs) -> Result<f64> {
+    let now =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as i64;
+    let scrapes = (args.hours * 240.0) as i64;
+    let end = now / 15_000 * 15_000;
+    let start = end - (scrapes - 1) * 15_000;
+    let mut w = Workload::new(args.series, start, 15_000, 7);
+    w.jitter_ms = 0;
+    let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(120)).build()?;
+    eprintln!("loading {} series x {} scrapes into {} systems", args.series, scrapes, urls.len());
+    for step in 0..scrapes {
+        for chunk in w.scrape(step).chunks(5000) {
+            let body = wire::snappy::compress(&wire::encode_write_v1(&WriteBatch {
+                series: chunk.to_vec(),
+                metadata: vec![],
+            }));
+            for url in urls {
+                let r = client
+                    .post(format!("{url}/api/v1/write"))
+                    .header("content-type", "application/x-protobuf")
+                    .header("content-encoding", "snappy")
+                    .header("x-prometheus-remote-write-version", "0.1.0")
+                    .body(body.clone())
+                    .send()?;
+                anyhow::ensure!(r.status().is_success(), "{url}: {}", r.status());
+            }
+        }
+    }
+    Ok(end as f64 / 1000.0)
+}
+
+pub fn run(args: &QueryArgs) -> Result<Vec<QueryFigures>> {
+    let mut rows = Vec::new();
+    if args.compare {
+        let (_pl, pl_url) = start_promlake()?;
+        let (_pr, pr_url) = start_prometheus()?;
+        let end = load(&[&pl_url, &pr_url], args)?;
+        // Both systems idle and settled before timing.
+        std::thread::sleep(Duration::from_secs(2));
+        eprintln!("querying promlake");
+        rows.push(run_queries("promlake", &pl_url, end, args)?);
+        eprintln!("querying prometheus");
+        rows.push(run_queries("prometheus", &pr_url, end, args)?);
+    } else {
+        let end = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs_f64();
+        rows.push(run_queries("target", &args.url, end, args)?);
+    }
+    println!(
+        "| query | {} |",
+        rows.iter()
+            .map(|r| format!("{} p50 ms | {} p95 ms", r.system, r.system))
+            .collect::<Vec<_>>()
+            .join(" | ")
+    );
+    println!("|---|{}", "---|---|".repeat(rows.len()));
+    for (i, (name, _, _)) in rows[0].per_query.iter().enumerate() {
+        let cells: Vec<String> = rows
+            .iter()
+            .map(|r| format!("{:.1} | {:.1}", r.per_query[i].1, r.per_query[i].2))
+            .collect();
+        println!("| `{}` | {} |", name.replace('|', "\\|"), cells.join(" | "));
+    }
+    for r in &rows {
+        println!(
+            "{}: overall p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms, failures {}",
+            r.system, r.p50_ms, r.p95_ms, r.p99_ms, r.failures
+        );
+    }
+    if rows.len() == 2 {
+        println!(
+            "promlake / prometheus: p50 {:.2}x, p95 {:.2}x",
+            rows[0].p50_ms / rows[1].p50_ms,
+            rows[0].p95_ms / rows[1].p95_ms
+        );
+    }
+    if let Some(p) = &args.json {
+        std::fs::write(p, serde_json::to_string_pretty(&rows)?)?;
+    }
+    Ok(rows)
+}
