@@ -36,6 +36,10 @@ pub enum RecordKind {
     Samples = 2,
     /// Native histogram samples: `ref: UInt32, t: Int64, h: Binary` (`codec::encode_histogram`).
     Histograms = 3,
+    /// Metric metadata: `family, type, help, unit: Utf8` (`metadata::encode_metadata`).
+    Metadata = 4,
+    /// Exemplars with their series' labels inline (`exemplars::encode_exemplars`).
+    Exemplars = 5,
 }
 
 /// A decoded WAL record.
@@ -44,6 +48,8 @@ pub enum Record {
     Series(Vec<(u32, Vec<(String, String)>)>),
     Samples(Vec<(u32, i64, f64)>),
     Histograms(Vec<(u32, i64, model::FloatHistogram)>),
+    Metadata(Vec<model::MetricMetadata>),
+    Exemplars(Vec<(model::Labels, model::Exemplar)>),
 }
 
 fn series_schema() -> Arc<Schema> {
@@ -73,7 +79,7 @@ fn histograms_schema() -> Arc<Schema> {
     ]))
 }
 
-fn ipc_bytes(batch: &RecordBatch) -> Result<Vec<u8>> {
+pub(crate) fn ipc_bytes(batch: &RecordBatch) -> Result<Vec<u8>> {
     let mut w = arrow_ipc::writer::StreamWriter::try_new(Vec::with_capacity(1024), &batch.schema())
         .map_err(|e| StorageError::WalEncode(e.to_string()))?;
     w.write(batch).map_err(|e| StorageError::WalEncode(e.to_string()))?;
@@ -142,6 +148,8 @@ fn decode_payload(kind: u8, payload: &[u8]) -> std::result::Result<Record, Strin
     let mut series = Vec::new();
     let mut samples = Vec::new();
     let mut histograms = Vec::new();
+    let mut metadata = Vec::new();
+    let mut exemplars = Vec::new();
     for batch in reader {
         let batch = batch.map_err(|e| e.to_string())?;
         let col = |i: usize| batch.columns().get(i).cloned().ok_or("missing column");
@@ -191,12 +199,16 @@ fn decode_payload(kind: u8, payload: &[u8]) -> std::result::Result<Record, Strin
                     histograms.push((r.value(i), t.value(i), hist));
                 }
             }
+            4 => crate::metadata::decode_metadata(&batch, &mut metadata)?,
+            5 => crate::exemplars::decode_exemplars(&batch, &mut exemplars)?,
             k => return Err(format!("unknown record kind {k}")),
         }
     }
     Ok(match kind {
         1 => Record::Series(series),
         3 => Record::Histograms(histograms),
+        4 => Record::Metadata(metadata),
+        5 => Record::Exemplars(exemplars),
         _ => Record::Samples(samples),
     })
 }
