@@ -102,5 +102,9 @@ fn malformed_import_is_a_400_naming_the_line_and_stores_nothing() {
     assert_eq!(code, 400, "{r}");
     let msg = r["error"].as_str().unwrap();
     assert!(msg.contains(r#"no_ts{x="y"}"#) && msg.contains("no timestamp"), "{msg}");
+    let (code, r) = import(&p, &format!("good_metric 1 {t}\nancient 2 {}\n", t - 30 * 86_400_000));
+    assert_eq!(code, 400, "{r}");
+    let msg = r["error"].as_str().unwrap();
+    assert!(msg.contains("ancient") && msg.contains("retention"), "{msg}");
     assert_eq!(value_at(&p, "good_metric", t), serde_json::json!([]), "nothing stored");
 }

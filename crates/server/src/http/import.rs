@@ -14,8 +14,8 @@
 //! into new blocks (one per block range), which compaction then merges with overlapping ones.
 //! HELP/TYPE/UNIT lines are stored as metadata. Statuses: 200 with counts
 //! (`{"status":"success","data":{"series":..,"samples":..,"blocks":[ulid, ..]}}`); 400 for a
-//! malformed line (the message names its number and content) or a sample without timestamp
-//! (the message names the series); 413 body over 64 MiB; 5xx storage faults.
+//! malformed line (the message names its number and content), a sample without timestamp or
+//! one older than `storage.retention` (the message names the series); nothing is stored then; 413 body over 64 MiB; 5xx storage faults.
 
 use axum::body::Body;
 use axum::extract::State;
@@ -34,6 +34,12 @@ use crate::metrics::TenantLabels;
 const MAX_IMPORT_SAMPLES: usize = 20_000_000;
 /// Stands in for "no timestamp on the line"; no real sample has it.
 const NO_TIMESTAMP: i64 = i64::MIN;
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
 
 pub async fn import(
     State(s): State<SharedState>,
@@ -61,6 +67,15 @@ pub async fn import(
                 "a sample of series {} has no timestamp: every line of an import needs one (milliseconds)",
                 sw.labels
             )));
+        }
+        let cutoff = now_ms().saturating_sub(db.options().retention);
+        for sw in &batch.series {
+            if let Some(x) = sw.samples.iter().find(|x| x.t < cutoff) {
+                return Err(ApiError::BadData(format!(
+                    "sample of series {} at {} is older than the retention allows (oldest accepted {cutoff}, storage.retention): it would be deleted at once",
+                    sw.labels, x.t
+                )));
+            }
         }
         Ok(db.tenant(&tenant_id)?.import(batch)?)
     })
