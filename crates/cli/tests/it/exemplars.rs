@@ -99,3 +99,68 @@ fn exemplars_are_stored_queried_and_survive_kill_9() {
     let p = p.restart(&[]);
     assert_eq!(query(&p, q), expected, "exemplars survive kill -9 (WAL kind 5)");
 }
+
+/// Serves one fixed OpenMetrics payload to every request (a scrape target with exemplars).
+fn serve_openmetrics(payload: String) -> u16 {
+    use std::io::{Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut s in l.incoming().map_while(Result::ok) {
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf);
+            let _ = write!(
+                s,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/openmetrics-text; version=1.0.0; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{payload}",
+                payload.len()
+            );
+        }
+    });
+    port
+}
+
+/// Debian's Prometheus (exemplar storage on) scrapes a target exposing exemplars and
+/// remote-writes them; promlake answers `query_exemplars` exactly as Prometheus does.
+#[test]
+fn real_prometheus_exemplars_match() {
+    let p = Promlake::start(&[]);
+    let ts = crate::now_ms() / 1000 - 60;
+    let target = serve_openmetrics(format!(
+        "# TYPE req counter\n# HELP req Requests.\nreq_total{{path=\"/\"}} 5 # {{trace_id=\"abc123\"}} 1.5 {ts}.25\nreq_total{{path=\"/x\"}} 7 # {{trace_id=\"def456\",span=\"9\"}} 2 {ts}.5\n# EOF\n"
+    ));
+    let write_url = format!("{}/api/v1/write", p.url);
+    let prom = crate::Daemon::start(
+        "prometheus",
+        |dir, port| {
+            let cfg = format!(
+                "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: app\n    static_configs:\n      - targets: ['127.0.0.1:{target}']\nremote_write:\n  - url: {write_url}\n    send_exemplars: true\n    queue_config:\n      batch_send_deadline: 500ms\n"
+            );
+            std::fs::write(dir.join("prometheus.yml"), cfg).unwrap();
+            vec![
+                format!("--config.file={}", dir.join("prometheus.yml").display()),
+                format!("--storage.tsdb.path={}", dir.join("tsdb").display()),
+                format!("--web.listen-address=127.0.0.1:{port}"),
+                "--enable-feature=exemplar-storage".into(),
+            ]
+        },
+        "/-/ready",
+    );
+    let q = "/api/v1/query_exemplars?query=req_total";
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let ours = loop {
+        let v = query(&p, "query=req_total");
+        if v["data"].as_array().is_some_and(|a| a.len() == 2) {
+            break v;
+        }
+        assert!(std::time::Instant::now() < deadline, "no exemplars from prometheus: {v}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    let theirs = json(&client().get(format!("{}{q}", prom.url)).send().unwrap().text().unwrap());
+    let sorted = |v: &serde_json::Value| {
+        let mut a = v["data"].as_array().unwrap().clone();
+        a.sort_by_key(|x| x["seriesLabels"].to_string());
+        a
+    };
+    assert_eq!(sorted(&ours), sorted(&theirs));
+    assert_eq!(ours["data"][0]["exemplars"][0]["labels"], j!({"trace_id": "abc123"}));
+}

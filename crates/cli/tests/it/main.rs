@@ -11,7 +11,8 @@
 //!   errors naming the line, and the same series as a real Pushgateway exposes.
 //! - `metadata`: `/api/v1/metadata` equal to a real Prometheus' after it remote-writes its
 //!   metadata; push HELP/TYPE; parameters; kill -9.
-//! - `exemplars`: `/api/v1/query_exemplars` over remote write 1.0/2.0 exemplars, selectors
+//! - `exemplars`: `/api/v1/query_exemplars` equal to a real Prometheus' (exemplar storage on,
+//!   scraping an OpenMetrics target); remote write 1.0/2.0 exemplars, selectors
 //!   inside expressions, time range, retries, kill -9.
 //! - `import`: `/api/v1/import` backfill of 3-day-old text into blocks; 400 naming the line.
 //!
