@@ -96,6 +96,12 @@ fn exemplars_are_stored_queried_and_survive_kill_9() {
     let (code, body) = p.get("/api/v1/query_exemplars?query=rate(x%5B");
     assert_eq!(code, 400, "{body}");
     assert_eq!(json(&body)["errorType"], "bad_data");
+    let metrics = p.get("/metrics").1;
+    assert!(
+        metrics.contains("promlake_ingested_exemplars_total{tenant=\"default\"} 4"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("promlake_exemplars{tenant=\"default\"} 4"), "{metrics}");
     let p = p.restart(&[]);
     assert_eq!(query(&p, q), expected, "exemplars survive kill -9 (WAL kind 5)");
 }

@@ -89,3 +89,50 @@ fn real_prometheus_metadata_matches_and_survives_kill_9() {
         .unwrap();
     assert_eq!(json(&r.text().unwrap()), serde_json::json!({"status": "success", "data": {}}));
 }
+
+/// Remote write 2.0 carries type/help/unit per series; 1.0 in its metadata list. Both land, and
+/// a sender repeating its metadata adds nothing.
+#[test]
+fn remote_write_1_and_2_metadata_is_listed() {
+    use model::{Labels, MetricMetadata, MetricType, Sample, SeriesWrite, WriteBatch};
+    let p = Promlake::start(&[]);
+    let batch = |name: &str, kind, help: &str, unit: &str| WriteBatch {
+        series: vec![SeriesWrite {
+            labels: Labels::from_pairs([("__name__", name)]).unwrap(),
+            samples: vec![Sample { t: crate::now_ms(), v: 1.0 }],
+            ..Default::default()
+        }],
+        metadata: vec![MetricMetadata {
+            metric_family: name.into(),
+            kind,
+            help: help.into(),
+            unit: unit.into(),
+        }],
+    };
+    let send = |body: Vec<u8>, ct: &str| {
+        let r = client()
+            .post(format!("{}/api/v1/write", p.url))
+            .header("content-type", ct)
+            .header("content-encoding", "snappy")
+            .body(wire::snappy::compress(&body))
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 204);
+    };
+    let v2 = "application/x-protobuf;proto=io.prometheus.write.v2.Request";
+    let b = batch("job_duration_seconds", MetricType::Gauge, "Job duration.", "seconds");
+    send(wire::encode_write_v2(&b), v2);
+    send(wire::encode_write_v2(&b), v2);
+    let b = batch("jobs_total", MetricType::Counter, "Jobs run.", "");
+    send(wire::encode_write_v1(&b), "application/x-protobuf");
+    let got = json(&p.get("/api/v1/metadata").1);
+    assert_eq!(
+        got["data"],
+        serde_json::json!({
+            "job_duration_seconds": [{"type": "gauge", "help": "Job duration.", "unit": "seconds"}],
+            "jobs_total": [{"type": "counter", "help": "Jobs run.", "unit": ""}],
+        })
+    );
+    let metrics = p.get("/metrics").1;
+    assert!(metrics.contains("promlake_metadata_families{tenant=\"default\"} 2"), "{metrics}");
+}

@@ -91,6 +91,7 @@ fn record(s: &SharedState, t: &TenantId, outcome: &model::AppendOutcome) {
     let tl = TenantLabels { tenant: t.to_string() };
     s.metrics.ingested_samples.get_or_create(&tl).inc_by(outcome.samples_written as u64);
     s.metrics.series_created.get_or_create(&tl).inc_by(outcome.series_created as u64);
+    s.metrics.ingested_exemplars.get_or_create(&tl).inc_by(outcome.exemplars_written as u64);
     for r in &outcome.rejected {
         let reason = format!("{:?}", r.reason)
             .split([' ', '{', '('])
