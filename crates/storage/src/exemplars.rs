@@ -78,6 +78,25 @@ impl ExemplarStore {
         accepted
     }
 
+    /// The exemplars [`ExemplarStore::add`] would accept now, without adding them: what a
+    /// write must log before adding.
+    pub fn fresh(&self, series: &Labels, exemplars: &[Exemplar]) -> Vec<Exemplar> {
+        if self.capacity == 0 || exemplars.is_empty() {
+            return Vec::new();
+        }
+        let mut last = self.ring.lock().series.get(series).map(|x| x.0);
+        let mut sorted: Vec<&Exemplar> = exemplars.iter().collect();
+        sorted.sort_by_key(|e| e.t);
+        let mut out = Vec::new();
+        for e in sorted {
+            if last.is_none_or(|l| e.t > l) {
+                last = Some(e.t);
+                out.push(e.clone());
+            }
+        }
+        out
+    }
+
     /// Exemplars of series matching any of the matcher sets, with `start <= t <= end`, grouped
     /// by series in label order, each series' exemplars in time order.
     pub fn select(

@@ -28,14 +28,54 @@ pub struct MetadataEntry {
 }
 
 /// The metadata of one tenant. Entries of a family are kept oldest first.
-#[derive(Default)]
 pub struct MetadataStore {
+    max_per_family: usize,
+    max_families: usize,
     families: Mutex<BTreeMap<String, Vec<MetadataEntry>>>,
     /// Entries dropped because the tenant reached [`MAX_FAMILIES`].
     pub dropped: std::sync::atomic::AtomicU64,
 }
 
+impl Default for MetadataStore {
+    fn default() -> Self {
+        MetadataStore::with_limits(MAX_ENTRIES_PER_FAMILY, MAX_FAMILIES)
+    }
+}
+
 impl MetadataStore {
+    pub fn with_limits(max_per_family: usize, max_families: usize) -> MetadataStore {
+        MetadataStore {
+            max_per_family: max_per_family.max(1),
+            max_families,
+            families: Mutex::default(),
+            dropped: Default::default(),
+        }
+    }
+
+    /// The entries of `items` the store does not hold yet (each once), without recording them:
+    /// what a write must log before [`MetadataStore::apply`] makes them visible.
+    pub fn fresh(&self, items: &[MetricMetadata]) -> Vec<MetricMetadata> {
+        let f = self.families.lock();
+        let mut out: Vec<MetricMetadata> = Vec::new();
+        for m in items {
+            let known = f.get(&m.metric_family).is_some_and(|list| {
+                list.iter().any(|e| {
+                    e.kind == m.kind
+                        && e.help == truncate(&m.help, MAX_HELP_BYTES)
+                        && e.unit == m.unit
+                })
+            });
+            if !f.contains_key(&m.metric_family) && f.len() >= self.max_families {
+                self.dropped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                continue;
+            }
+            if !known && !m.metric_family.is_empty() && !out.contains(m) {
+                out.push(m.clone());
+            }
+        }
+        out
+    }
+
     /// Records `items`; returns the ones that were new (to be logged to the WAL). An entry
     /// already known for its family is not new; a known entry is not moved.
     pub fn apply(&self, items: &[MetricMetadata]) -> Vec<MetricMetadata> {
@@ -53,15 +93,14 @@ impl MetadataStore {
                 help: truncate(&m.help, MAX_HELP_BYTES).to_string(),
                 unit: m.unit.clone(),
             };
-            if !f.contains_key(&m.metric_family) && f.len() >= MAX_FAMILIES {
-                self.dropped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if !f.contains_key(&m.metric_family) && f.len() >= self.max_families {
                 continue;
             }
             let list = f.entry(m.metric_family.clone()).or_default();
             if list.contains(&entry) {
                 continue;
             }
-            if list.len() >= MAX_ENTRIES_PER_FAMILY {
+            if list.len() >= self.max_per_family {
                 list.remove(0);
             }
             changed.push(MetricMetadata {
@@ -225,6 +264,23 @@ mod tests {
             )]
         );
         assert!(s.list(Some("missing"), None, None).is_empty());
+    }
+
+    #[test]
+    fn family_cap_drops_new_families_and_fresh_logs_nothing_for_them() {
+        let s = MetadataStore::with_limits(2, 2);
+        for f in ["a", "b", "c"] {
+            let items = [m(f, MetricType::Gauge, "h")];
+            let fresh = s.fresh(&items);
+            s.apply(&fresh);
+        }
+        let names: Vec<String> = s.list(None, None, None).into_iter().map(|x| x.0).collect();
+        assert_eq!(names, ["a", "b"]);
+        assert_eq!(s.dropped.load(std::sync::atomic::Ordering::Relaxed), 1);
+        assert!(s.fresh(&[m("c", MetricType::Gauge, "h")]).is_empty(), "nothing to log");
+        // Known families still take new entries; a repeat within one batch is fresh once.
+        let x = m("a", MetricType::Counter, "h2");
+        assert_eq!(s.fresh(&[x.clone(), x.clone()]), vec![x]);
     }
 
     #[test]

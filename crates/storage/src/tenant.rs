@@ -259,21 +259,22 @@ impl TenantDb {
                 }
             }
         }
-        let mut accepted_exemplars = Vec::new();
+        // Metadata and exemplars become visible only once logged (after the sync below), so a
+        // failed WAL write leaves them unknown and a retry logs them again.
+        let mut fresh_exemplars = Vec::new();
         for (sw, s) in batch.series.iter().zip(&resolved) {
             let Some(s) = s else { continue };
-            for e in self.exemplars.add(&s.labels, &sw.exemplars) {
-                accepted_exemplars.push((s.labels.clone(), e));
+            for e in self.exemplars.fresh(&s.labels, &sw.exemplars) {
+                fresh_exemplars.push((s.labels.clone(), e));
             }
         }
-        out.exemplars_written = accepted_exemplars.len();
         let mut records: Vec<(RecordKind, Vec<u8>)> = Vec::new();
-        let changed = self.metadata.apply(&batch.metadata);
+        let changed = self.metadata.fresh(&batch.metadata);
         if !changed.is_empty() {
             records.push((RecordKind::Metadata, encode_metadata(&changed)?));
         }
-        if !accepted_exemplars.is_empty() {
-            let it = accepted_exemplars.iter().map(|(l, e)| (l, e));
+        if !fresh_exemplars.is_empty() {
+            let it = fresh_exemplars.iter().map(|(l, e)| (l, e));
             records.push((RecordKind::Exemplars, encode_exemplars(it)?));
         }
         if !refs.is_empty() {
@@ -291,6 +292,13 @@ impl TenantDb {
         };
         if let Some(seq) = seq {
             self.wal.sync(seq)?;
+        }
+        if !changed.is_empty() {
+            self.metadata.apply(&changed);
+        }
+        // A concurrent write may have added some of them meanwhile: count only ours.
+        for (l, e) in &fresh_exemplars {
+            out.exemplars_written += self.exemplars.add(l, std::slice::from_ref(e)).len();
         }
         Ok(out)
     }

@@ -642,6 +642,29 @@ mod tests {
     }
 
     #[test]
+    fn metadata_and_exemplar_records_decode_and_reject_wrong_shapes() {
+        let m = model::MetricMetadata {
+            metric_family: "up".into(),
+            kind: model::MetricType::Gauge,
+            help: "Up.".into(),
+            unit: String::new(),
+        };
+        let p = crate::metadata::encode_metadata(std::slice::from_ref(&m)).unwrap();
+        assert_eq!(decode_payload(4, &p).unwrap(), Record::Metadata(vec![m]));
+        let l = labels("up");
+        let e = model::Exemplar { labels: model::Labels::empty(), t: 3, v: 1.0 };
+        let p = crate::exemplars::encode_exemplars([(&l, &e)]).unwrap();
+        assert_eq!(decode_payload(5, &p).unwrap(), Record::Exemplars(vec![(l, e)]));
+        // A well-framed record of the wrong shape is corruption, never a panic.
+        let samples = encode_samples(vec![1], vec![1], vec![1.0]).unwrap();
+        for kind in [4, 5] {
+            assert!(decode_payload(kind, &samples).is_err(), "kind {kind}");
+            assert!(decode_payload(kind, &samples[..samples.len() / 2]).is_err(), "kind {kind}");
+        }
+        assert!(decode_payload(5, &p[..p.len() - 9]).is_err());
+    }
+
+    #[test]
     fn checkpoint_then_newer_segments() {
         let dir = tempfile::tempdir().unwrap();
         let wal = Wal::open(dir.path(), WalOptions::default()).unwrap();
