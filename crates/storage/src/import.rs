@@ -48,9 +48,18 @@ impl TenantDb {
                 continue;
             }
             series.insert(sw.labels.clone());
-            for s in sw.samples {
-                let r = ranges.entry(s.t.div_euclid(bd)).or_default();
-                r.entry(sw.labels.clone()).or_default().0.push(s);
+            // Sorted first, so each block range takes one contiguous run of the series.
+            let mut samples = sw.samples;
+            samples.sort_by_key(|x| x.t);
+            let mut it = samples.into_iter().peekable();
+            while let Some(first) = it.next() {
+                let r = first.t.div_euclid(bd);
+                let mut run = vec![first];
+                while let Some(x) = it.next_if(|x| x.t.div_euclid(bd) == r) {
+                    run.push(x);
+                }
+                let slot = ranges.entry(r).or_default();
+                slot.entry(sw.labels.clone()).or_default().0.extend(run);
             }
             for (t, h) in sw.histograms {
                 let r = ranges.entry(t.div_euclid(bd)).or_default();
