@@ -34,6 +34,12 @@ pub struct Metrics {
     pub ingested_samples: Family<TenantLabels, Counter>,
     /// `promlake_ingested_series_created_total{tenant}`: new series.
     pub series_created: Family<TenantLabels, Counter>,
+    /// `promlake_ingested_exemplars_total{tenant}`: exemplars stored (duplicates not counted).
+    pub ingested_exemplars: Family<TenantLabels, Counter>,
+    /// `promlake_exemplars{tenant}`: exemplars held (a ring of at most 100,000), at scrape.
+    pub exemplars: Family<TenantLabels, Gauge>,
+    /// `promlake_metadata_families{tenant}`: metric families with metadata, at scrape.
+    pub metadata_families: Family<TenantLabels, Gauge>,
     /// `promlake_rejected_samples_total{tenant,reason}`.
     pub rejected_samples: Family<RejectLabels, Counter>,
     /// `promlake_http_request_duration_seconds{handler}`.
@@ -66,6 +72,16 @@ impl Metrics {
         registry.register("ingested_samples", "Samples stored", ingested_samples.clone());
         let series_created = Family::default();
         registry.register("ingested_series_created", "Series created", series_created.clone());
+        let ingested_exemplars = Family::default();
+        registry.register("ingested_exemplars", "Exemplars stored", ingested_exemplars.clone());
+        let exemplars = Family::default();
+        registry.register("exemplars", "Exemplars held in memory", exemplars.clone());
+        let metadata_families = Family::default();
+        registry.register(
+            "metadata_families",
+            "Metric families with metadata",
+            metadata_families.clone(),
+        );
         let rejected_samples = Family::default();
         registry.register(
             "rejected_samples",
@@ -110,6 +126,9 @@ impl Metrics {
             registry,
             ingested_samples,
             series_created,
+            ingested_exemplars,
+            exemplars,
+            metadata_families,
             rejected_samples,
             http_duration,
             head_series,
@@ -128,6 +147,8 @@ impl Metrics {
             let l = TenantLabels { tenant: t.tenant.to_string() };
             self.head_series.get_or_create(&l).set(t.head.num_series() as i64);
             self.blocks.get_or_create(&l).set(t.blocks().len() as i64);
+            self.exemplars.get_or_create(&l).set(t.exemplars.len() as i64);
+            self.metadata_families.get_or_create(&l).set(t.metadata.num_families() as i64);
             self.wal_fsyncs.get_or_create(&l).set(t.wal().fsyncs.load(Relaxed) as i64);
             self.wal_bytes.get_or_create(&l).set(t.wal().bytes_written.load(Relaxed) as i64);
             self.wal_corruptions

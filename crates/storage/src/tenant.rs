@@ -15,7 +15,9 @@ use parking_lot::{Mutex, RwLock};
 use crate::block::{Block, BlockMeta, BlockStore, write_block};
 use crate::chunk_disk::ChunkDisk;
 use crate::error::Result;
+use crate::exemplars::{ExemplarStore, encode_exemplars};
 use crate::head::{CutData, Head, HeadOptions, MemSeries, merge_into};
+use crate::metadata::{MetadataStore, encode_metadata};
 use crate::wal::{self, RecordKind, Wal, WalOptions};
 
 #[derive(Clone, Debug)]
@@ -38,16 +40,20 @@ pub struct TenantStats {
 
 pub struct TenantDb {
     pub tenant: TenantId,
-    opts: TenantOptions,
+    pub(crate) opts: TenantOptions,
     pub head: Head,
     wal: Wal,
-    store: BlockStore,
+    pub(crate) store: BlockStore,
+    /// Metric metadata (WAL kind 4), bounded per family and per tenant.
+    pub metadata: MetadataStore,
+    /// Exemplars (WAL kind 5) in a bounded ring.
+    pub exemplars: ExemplarStore,
     /// Serialises series creation so a series' WAL record precedes any sample of it.
     create_lock: Mutex<()>,
     /// Appends hold it shared; series garbage collection holds it exclusively.
     append_gate: RwLock<()>,
-    /// One cut, compaction or retention pass at a time.
-    maintenance: Mutex<()>,
+    /// One cut, compaction, import or retention pass at a time.
+    pub(crate) maintenance: Mutex<()>,
     blocks: RwLock<Vec<Arc<Block>>>,
     /// Data moved out of the head whose block is being written: still queryable.
     cutting: RwLock<Arc<CutList>>,
@@ -91,6 +97,8 @@ impl TenantDb {
         let stats = TenantStats::default();
         let started = std::time::Instant::now();
         let mut unknown = 0u64;
+        let metadata = MetadataStore::default();
+        let exemplars = ExemplarStore::default();
         let report = wal::replay(wal_dir, &mut |rec| match rec {
             wal::Record::Series(series) => {
                 for (id, pairs) in series {
@@ -131,12 +139,20 @@ impl TenantDb {
                     }
                 }
             }
+            wal::Record::Metadata(items) => {
+                metadata.apply(&items);
+            }
+            wal::Record::Exemplars(items) => {
+                for (series, e) in items {
+                    exemplars.add(&series, std::slice::from_ref(&e));
+                }
+            }
         })?;
         stats.replayed_records.store(report.records, Ordering::Relaxed);
         stats.wal_corruptions.store(report.corruptions.len() as u64, Ordering::Relaxed);
         tracing::info!(
             tenant = %tenant, segments = report.segments, records = report.records, bytes = report.bytes,
-            series = head.num_series(), corruptions = report.corruptions.len(), unknown_series_samples = unknown,
+            series = head.num_series(), metric_families = metadata.num_families(), exemplars = exemplars.len(), corruptions = report.corruptions.len(), unknown_series_samples = unknown,
             blocks = blocks.len(), elapsed_ms = started.elapsed().as_millis() as u64, "tenant opened"
         );
         let wal = Wal::open(wal_dir, opts.wal.clone())?;
@@ -146,6 +162,8 @@ impl TenantDb {
             head,
             wal,
             store,
+            metadata,
+            exemplars,
             create_lock: Mutex::new(()),
             append_gate: RwLock::new(()),
             maintenance: Mutex::new(()),
@@ -241,7 +259,24 @@ impl TenantDb {
                 }
             }
         }
+        // Metadata and exemplars become visible only once logged (after the sync below), so a
+        // failed WAL write leaves them unknown and a retry logs them again.
+        let mut fresh_exemplars = Vec::new();
+        for (sw, s) in batch.series.iter().zip(&resolved) {
+            let Some(s) = s else { continue };
+            for e in self.exemplars.fresh(&s.labels, &sw.exemplars) {
+                fresh_exemplars.push((s.labels.clone(), e));
+            }
+        }
         let mut records: Vec<(RecordKind, Vec<u8>)> = Vec::new();
+        let changed = self.metadata.fresh(&batch.metadata);
+        if !changed.is_empty() {
+            records.push((RecordKind::Metadata, encode_metadata(&changed)?));
+        }
+        if !fresh_exemplars.is_empty() {
+            let it = fresh_exemplars.iter().map(|(l, e)| (l, e));
+            records.push((RecordKind::Exemplars, encode_exemplars(it)?));
+        }
         if !refs.is_empty() {
             records.push((RecordKind::Samples, wal::encode_samples(refs, ts, vs)?));
         }
@@ -257,6 +292,13 @@ impl TenantDb {
         };
         if let Some(seq) = seq {
             self.wal.sync(seq)?;
+        }
+        if !changed.is_empty() {
+            self.metadata.apply(&changed);
+        }
+        // A concurrent write may have added some of them meanwhile: count only ours.
+        for (l, e) in &fresh_exemplars {
+            out.exemplars_written += self.exemplars.add(l, std::slice::from_ref(e)).len();
         }
         Ok(out)
     }
@@ -474,7 +516,7 @@ impl TenantDb {
         Ok(written)
     }
 
-    fn add_block(&self, block: Block) {
+    pub(crate) fn add_block(&self, block: Block) {
         let mut blocks = self.blocks.write();
         blocks.push(Arc::new(block));
         blocks.sort_by_key(|b| (b.meta.min_time, b.meta.ulid.clone()));
@@ -514,6 +556,17 @@ impl TenantDb {
                 let refs: Vec<&FloatHistogram> = hs.iter().map(|h| &*h.h).collect();
                 records.push((RecordKind::Histograms, wal::encode_histograms(r, t, &refs)?));
             }
+        }
+        let metadata = self.metadata.snapshot();
+        for group in metadata.chunks(10_000) {
+            records.push((RecordKind::Metadata, encode_metadata(group)?));
+        }
+        let exemplars = self.exemplars.snapshot();
+        for group in exemplars.chunks(10_000) {
+            records.push((
+                RecordKind::Exemplars,
+                encode_exemplars(group.iter().map(|(l, e)| (l, e)))?,
+            ));
         }
         wal::write_checkpoint(self.wal.dir(), upto_segment, &records)?;
         self.wal.truncate(upto_segment)

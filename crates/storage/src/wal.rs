@@ -36,6 +36,10 @@ pub enum RecordKind {
     Samples = 2,
     /// Native histogram samples: `ref: UInt32, t: Int64, h: Binary` (`codec::encode_histogram`).
     Histograms = 3,
+    /// Metric metadata: `family, type, help, unit: Utf8` (`metadata::encode_metadata`).
+    Metadata = 4,
+    /// Exemplars with their series' labels inline (`exemplars::encode_exemplars`).
+    Exemplars = 5,
 }
 
 /// A decoded WAL record.
@@ -44,6 +48,8 @@ pub enum Record {
     Series(Vec<(u32, Vec<(String, String)>)>),
     Samples(Vec<(u32, i64, f64)>),
     Histograms(Vec<(u32, i64, model::FloatHistogram)>),
+    Metadata(Vec<model::MetricMetadata>),
+    Exemplars(Vec<(model::Labels, model::Exemplar)>),
 }
 
 fn series_schema() -> Arc<Schema> {
@@ -73,7 +79,7 @@ fn histograms_schema() -> Arc<Schema> {
     ]))
 }
 
-fn ipc_bytes(batch: &RecordBatch) -> Result<Vec<u8>> {
+pub(crate) fn ipc_bytes(batch: &RecordBatch) -> Result<Vec<u8>> {
     let mut w = arrow_ipc::writer::StreamWriter::try_new(Vec::with_capacity(1024), &batch.schema())
         .map_err(|e| StorageError::WalEncode(e.to_string()))?;
     w.write(batch).map_err(|e| StorageError::WalEncode(e.to_string()))?;
@@ -142,6 +148,8 @@ fn decode_payload(kind: u8, payload: &[u8]) -> std::result::Result<Record, Strin
     let mut series = Vec::new();
     let mut samples = Vec::new();
     let mut histograms = Vec::new();
+    let mut metadata = Vec::new();
+    let mut exemplars = Vec::new();
     for batch in reader {
         let batch = batch.map_err(|e| e.to_string())?;
         let col = |i: usize| batch.columns().get(i).cloned().ok_or("missing column");
@@ -191,12 +199,16 @@ fn decode_payload(kind: u8, payload: &[u8]) -> std::result::Result<Record, Strin
                     histograms.push((r.value(i), t.value(i), hist));
                 }
             }
+            4 => crate::metadata::decode_metadata(&batch, &mut metadata)?,
+            5 => crate::exemplars::decode_exemplars(&batch, &mut exemplars)?,
             k => return Err(format!("unknown record kind {k}")),
         }
     }
     Ok(match kind {
         1 => Record::Series(series),
         3 => Record::Histograms(histograms),
+        4 => Record::Metadata(metadata),
+        5 => Record::Exemplars(exemplars),
         _ => Record::Samples(samples),
     })
 }
@@ -627,6 +639,29 @@ mod tests {
             ipc_bytes(&RecordBatch::try_new(histograms_schema(), cols).unwrap()).unwrap()
         };
         assert!(decode_payload(3, &bad).unwrap_err().contains("truncated"));
+    }
+
+    #[test]
+    fn metadata_and_exemplar_records_decode_and_reject_wrong_shapes() {
+        let m = model::MetricMetadata {
+            metric_family: "up".into(),
+            kind: model::MetricType::Gauge,
+            help: "Up.".into(),
+            unit: String::new(),
+        };
+        let p = crate::metadata::encode_metadata(std::slice::from_ref(&m)).unwrap();
+        assert_eq!(decode_payload(4, &p).unwrap(), Record::Metadata(vec![m]));
+        let l = labels("up");
+        let e = model::Exemplar { labels: model::Labels::empty(), t: 3, v: 1.0 };
+        let p = crate::exemplars::encode_exemplars([(&l, &e)]).unwrap();
+        assert_eq!(decode_payload(5, &p).unwrap(), Record::Exemplars(vec![(l, e)]));
+        // A well-framed record of the wrong shape is corruption, never a panic.
+        let samples = encode_samples(vec![1], vec![1], vec![1.0]).unwrap();
+        for kind in [4, 5] {
+            assert!(decode_payload(kind, &samples).is_err(), "kind {kind}");
+            assert!(decode_payload(kind, &samples[..samples.len() / 2]).is_err(), "kind {kind}");
+        }
+        assert!(decode_payload(5, &p[..p.len() - 9]).is_err());
     }
 
     #[test]

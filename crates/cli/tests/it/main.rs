@@ -9,11 +9,20 @@
 //!   to Prometheus' own; SAMPLES answers value by value; tenants and status codes.
 //! - `push`: Pushgateway-style text pushes: every metric type, grouping labels, `@base64`,
 //!   errors naming the line, and the same series as a real Pushgateway exposes.
+//! - `metadata`: `/api/v1/metadata` equal to a real Prometheus' after it remote-writes its
+//!   metadata; push HELP/TYPE; parameters; kill -9.
+//! - `exemplars`: `/api/v1/query_exemplars` equal to a real Prometheus' (exemplar storage on,
+//!   scraping an OpenMetrics target); remote write 1.0/2.0 exemplars, selectors
+//!   inside expressions, time range, retries, kill -9.
+//! - `import`: `/api/v1/import` backfill of 3-day-old text into blocks; 400 naming the line.
 //!
 //! Every test starts the real binary on 127.0.0.1:0 with a temporary data dir (see
 //! [`Promlake::start`]) and talks to it over HTTP as a client would.
 
+mod exemplars;
 mod export;
+mod import;
+mod metadata;
 mod promqltest_storage;
 mod push;
 mod query;

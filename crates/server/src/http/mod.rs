@@ -2,7 +2,10 @@
 //! (parameters from query string and form body alike, tenant, times, selectors).
 
 mod admin;
+mod exemplars;
 mod export;
+mod import;
+mod metadata;
 mod push;
 mod query;
 mod read;
@@ -103,6 +106,9 @@ pub fn router(state: SharedState) -> Router {
         .route("/api/v1/series", get(read::series).post(read::series))
         .route("/api/v1/labels", get(read::labels).post(read::labels))
         .route("/api/v1/label/{name}/values", get(read::label_values))
+        .route("/api/v1/metadata", get(metadata::metadata))
+        .route("/api/v1/query_exemplars", get(exemplars::query).post(exemplars::query))
+        .route("/api/v1/import", post(import::import))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)
 }
@@ -196,8 +202,21 @@ pub fn parse_selector(s: &str) -> Result<Vec<Matcher>, ApiError> {
     let promql_parser::parser::Expr::VectorSelector(vs) = expr else {
         return Err(bad(format!("{s:?} is not a series selector")));
     };
+    let out = selector_matchers(&vs).map_err(bad)?;
+    if out.iter().all(|m| m.matches_empty()) {
+        return Err(bad(format!(
+            "{s:?}: vector selector must contain at least one non-empty matcher"
+        )));
+    }
+    Ok(out)
+}
+
+/// The matchers of a parsed vector selector (its metric name as a `__name__` matcher).
+pub fn selector_matchers(
+    vs: &promql_parser::parser::VectorSelector,
+) -> Result<Vec<Matcher>, String> {
     if !vs.matchers.or_matchers.is_empty() {
-        return Err(bad("'or' inside a selector is not supported".into()));
+        return Err("'or' inside a selector is not supported".into());
     }
     let mut out = Vec::new();
     if let Some(name) = &vs.name {
@@ -210,12 +229,7 @@ pub fn parse_selector(s: &str) -> Result<Vec<Matcher>, ApiError> {
             promql_parser::label::MatchOp::Re(_) => MatchOp::RegexMatch,
             promql_parser::label::MatchOp::NotRe(_) => MatchOp::RegexNoMatch,
         };
-        out.push(Matcher::new(op, &m.name, &m.value).map_err(|e| bad(e.to_string()))?);
-    }
-    if out.iter().all(|m| m.matches_empty()) {
-        return Err(bad(format!(
-            "{s:?}: vector selector must contain at least one non-empty matcher"
-        )));
+        out.push(Matcher::new(op, &m.name, &m.value).map_err(|e| e.to_string())?);
     }
     Ok(out)
 }

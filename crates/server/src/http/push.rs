@@ -11,8 +11,8 @@
 //! As in the Pushgateway, the grouping labels win: a pushed series carrying `job` or another
 //! grouping label gets the path's value instead (an empty path value removes the label), and
 //! a label repeated in the path takes its last value. Unlike the Pushgateway, samples may carry
-//! their own timestamps (it refuses them), and nothing is kept per group: HELP/TYPE metadata is
-//! parsed but storage has no place for it yet.
+//! their own timestamps (it refuses them), and nothing is kept per group. HELP/TYPE/UNIT lines
+//! are stored as the tenant's metric metadata (served by `/api/v1/metadata`).
 //!
 //! Statuses: 200 stored (empty body, as the Pushgateway answers); 400 a bad path, a malformed
 //! line (the message names the line number and content), or a rejected sample; 413 body too
@@ -91,6 +91,7 @@ fn record(s: &SharedState, t: &TenantId, outcome: &model::AppendOutcome) {
     let tl = TenantLabels { tenant: t.to_string() };
     s.metrics.ingested_samples.get_or_create(&tl).inc_by(outcome.samples_written as u64);
     s.metrics.series_created.get_or_create(&tl).inc_by(outcome.series_created as u64);
+    s.metrics.ingested_exemplars.get_or_create(&tl).inc_by(outcome.exemplars_written as u64);
     for r in &outcome.rejected {
         let reason = format!("{:?}", r.reason)
             .split([' ', '{', '('])

@@ -133,6 +133,7 @@ async fn ingest_inner(
     let tl = TenantLabels { tenant: t.to_string() };
     s.metrics.ingested_samples.get_or_create(&tl).inc_by(outcome.samples_written as u64);
     s.metrics.series_created.get_or_create(&tl).inc_by(outcome.series_created as u64);
+    s.metrics.ingested_exemplars.get_or_create(&tl).inc_by(outcome.exemplars_written as u64);
     let mut problems: Vec<String> = invalid.iter().take(10).map(|i| i.to_string()).collect();
     for i in &invalid {
         let reason = format!("{:?}", i.reason)

@@ -1,5 +1,6 @@
 //! Files written by format version 1 (checked in under tests/data/v1) and version 2 (block
-//! `histograms.parquet`, WAL Histograms records; tests/data/v2) must keep opening.
+//! `histograms.parquet`, WAL Histograms records; tests/data/v2) and WALs with Metadata and
+//! Exemplars records (kinds 4, 5; tests/data/wal-kinds-4-5) must keep opening.
 //! Regenerate only when adding a new version, one at a time (never with --include-ignored, which
 //! rewrites v1 too): `cargo test -p storage --test it -- --ignored write_v2_fixture`.
 
@@ -137,4 +138,76 @@ fn v2_wal_and_block_with_histograms_still_open() {
         let got: Vec<(i64, f64)> = s.samples.iter().map(|x| (x.t, x.v)).collect();
         assert_eq!(got, want, "{}", s.labels);
     }
+}
+
+fn fixture_meta() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/wal-kinds-4-5")
+}
+
+/// Floats for series 0..2, metadata of `node_cpu_seconds_total` (help text varying with `i`)
+/// and one exemplar on series 0, at `i * 15s`.
+fn batch_meta(i: i64) -> model::WriteBatch {
+    let t = i * 15_000;
+    let mut b = batch(2, t);
+    b.metadata = vec![model::MetricMetadata {
+        metric_family: "node_cpu_seconds_total".into(),
+        kind: model::MetricType::Counter,
+        help: format!("Seconds the CPUs spent (v{}).", i / 10),
+        unit: "seconds".into(),
+    }];
+    b.series[0].exemplars = vec![model::Exemplar {
+        labels: model::Labels::from_pairs([("trace_id", format!("{i:04x}"))]).unwrap(),
+        t,
+        v: i as f64 / 4.0,
+    }];
+    b
+}
+
+#[test]
+#[ignore = "writes the checked-in fixture"]
+fn write_meta_fixture() {
+    let dir = fixture_meta();
+    let _ = std::fs::remove_dir_all(&dir);
+    let db = Db::open(opts(&dir)).unwrap();
+    for i in 0..20 {
+        db.append(&tenant(), batch_meta(i)).unwrap();
+    }
+    // The checkpoint carries kinds 4 and 5; the segment after it holds more of them.
+    db.flush(None).unwrap();
+    for i in 20..30 {
+        db.append(&tenant(), batch_meta(i)).unwrap();
+    }
+    drop(db);
+    let _ = std::fs::remove_dir_all(dir.join("blocks"));
+    let _ = std::fs::remove_dir_all(dir.join("head_chunks"));
+}
+
+#[test]
+fn wal_with_metadata_and_exemplars_still_opens() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&fixture_meta(), dir.path());
+    let db = Db::open(opts(dir.path())).unwrap();
+    let t = db.tenant(&tenant()).unwrap();
+    assert_eq!(t.stats.wal_corruptions.load(std::sync::atomic::Ordering::Relaxed), 0);
+    let helps: Vec<String> = t.metadata.list(None, None, None)[0]
+        .1
+        .iter()
+        .map(|e| format!("{} {:?} {}", e.kind.as_str(), e.help, e.unit))
+        .collect();
+    assert_eq!(
+        helps,
+        [
+            "counter \"Seconds the CPUs spent (v2).\" seconds",
+            "counter \"Seconds the CPUs spent (v1).\" seconds",
+            "counter \"Seconds the CPUs spent (v0).\" seconds",
+        ]
+    );
+    let found = t.exemplars.select(&[vec![Matcher::eq("job", "node")]], i64::MIN, i64::MAX);
+    assert_eq!(found.len(), 1);
+    let got: Vec<(String, i64, f64)> =
+        found[0].1.iter().map(|e| (e.labels.to_string(), e.t, e.v)).collect();
+    let want: Vec<(String, i64, f64)> = (0..30)
+        .map(|i| (format!("{{trace_id=\"{i:04x}\"}}"), i * 15_000, i as f64 / 4.0))
+        .collect();
+    assert_eq!(got, want);
 }

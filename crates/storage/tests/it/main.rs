@@ -1,15 +1,18 @@
 //! Storage integration tests, one binary. Table of contents:
 //! - `durability`: reopen after clean close, WAL replay, SIGKILL crash loop, torn WAL tails.
 //! - `lifecycle`: head cut into blocks, flush, compaction, retention with an injected clock.
-//! - `compat`: WALs and blocks written by format versions 1 and 2 (histograms) still open.
+//! - `compat`: WALs and blocks written by format versions 1 and 2 (histograms), and WALs with
+//!   metadata and exemplars (kinds 4, 5), still open.
 //! - `duckdb`: DuckDB reads a block's series and index tables directly.
 //! - `histograms`: native histograms through append rules, WAL replay, flush and compaction.
+//! - `metadata_exemplars`: metadata and exemplars (WAL kinds 4, 5) through replay and checkpoints.
 
 mod compat;
 mod duckdb;
 mod durability;
 mod histograms;
 mod lifecycle;
+mod metadata_exemplars;
 
 use model::{Labels, Matcher, Queryable, Sample, SelectHints, SeriesWrite, TenantId, WriteBatch};
 use storage::{Db, Options};
