@@ -3,7 +3,6 @@
 //! database logs to the WAL around it.
 
 use std::collections::{BTreeMap, HashMap};
-use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering};
 
@@ -398,7 +397,6 @@ pub struct Head {
     /// Where closed chunks go; `None` keeps them on the heap.
     disk: Option<Arc<ChunkDisk>>,
     interner: Interner,
-    hasher: foldhash::fast::RandomState,
     shards: Vec<Shard>,
     by_id: RwLock<HashMap<u32, Arc<MemSeries>>>,
     postings: RwLock<Postings>,
@@ -418,7 +416,6 @@ impl Head {
             opts,
             disk,
             interner: Interner::new(),
-            hasher: Default::default(),
             shards: (0..SHARDS)
                 .map(|_| RwLock::new(HashMap::with_hasher(Default::default())))
                 .collect(),
@@ -431,8 +428,15 @@ impl Head {
         }
     }
 
+    /// Picks a shard from the last label's value only (usually `job` or `instance`, or a
+    /// distinguishing label such as `le`): the map hashes the whole label set anyway, and
+    /// hashing it twice per lookup was a tenth of ingest CPU (docs/benchmarks/ingest.md).
     fn shard(&self, labels: &Labels) -> &Shard {
-        &self.shards[(self.hasher.hash_one(labels) as usize) % SHARDS]
+        let key = labels.as_slice().last().map_or(&[][..], |l| l.value.as_bytes());
+        let h = key
+            .iter()
+            .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ *b as u64).wrapping_mul(0x100_0000_01b3));
+        &self.shards[(h as usize) % SHARDS]
     }
 
     pub fn get(&self, labels: &Labels) -> Option<Arc<MemSeries>> {
