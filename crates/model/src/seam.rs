@@ -39,6 +39,17 @@ pub enum RejectReason {
     Limit { limit: &'static str, value: u64 },
 }
 
+impl RejectReason {
+    /// A short, stable name for metrics (`reason` label).
+    pub fn name(&self) -> &'static str {
+        match self {
+            RejectReason::DuplicateTimestamp { .. } => "duplicate_timestamp",
+            RejectReason::OutOfBounds { .. } => "out_of_bounds",
+            RejectReason::Limit { limit, .. } => limit,
+        }
+    }
+}
+
 impl std::fmt::Display for RejectReason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

@@ -141,6 +141,23 @@ impl Metrics {
         }
     }
 
+    /// Counts what one append stored and rejected.
+    pub fn record_append(&self, tenant: &model::TenantId, outcome: &model::AppendOutcome) {
+        let tl = TenantLabels { tenant: tenant.to_string() };
+        self.ingested_samples.get_or_create(&tl).inc_by(outcome.samples_written as u64);
+        self.series_created.get_or_create(&tl).inc_by(outcome.series_created as u64);
+        self.ingested_exemplars.get_or_create(&tl).inc_by(outcome.exemplars_written as u64);
+        for r in &outcome.rejected {
+            self.record_rejected(tenant, r.reason.name(), r.samples);
+        }
+    }
+
+    /// Counts samples rejected for `reason`.
+    pub fn record_rejected(&self, tenant: &model::TenantId, reason: &str, samples: usize) {
+        let l = RejectLabels { tenant: tenant.to_string(), reason: reason.to_string() };
+        self.rejected_samples.get_or_create(&l).inc_by(samples as u64);
+    }
+
     pub fn refresh(&self, db: &storage::Db) {
         use std::sync::atomic::Ordering::Relaxed;
         for t in db.tenants() {

@@ -23,13 +23,12 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use model::{Appendable, Interner, TenantId, WriteBatch};
+use model::{Appendable, Interner, WriteBatch};
 use wire::{TextFormat, TextOptions};
 
 use super::write::{read_body, wire_error};
 use super::{SharedState, blocking, tenant};
 use crate::error::ApiError;
-use crate::metrics::{RejectLabels, TenantLabels};
 
 const BASE64_SUFFIX: &str = "@base64";
 
@@ -68,7 +67,7 @@ async fn push_inner(
         Ok(db.append(&tenant_id, batch)?)
     })
     .await?;
-    record(&s, &t, &outcome);
+    s.metrics.record_append(&t, &outcome);
     if outcome.rejected.is_empty() {
         return Ok(());
     }
@@ -85,24 +84,6 @@ async fn push_inner(
         problems.join("; "),
         if outcome.rejected.len() > problems.len() { "; ..." } else { "" }
     )))
-}
-
-fn record(s: &SharedState, t: &TenantId, outcome: &model::AppendOutcome) {
-    let tl = TenantLabels { tenant: t.to_string() };
-    s.metrics.ingested_samples.get_or_create(&tl).inc_by(outcome.samples_written as u64);
-    s.metrics.series_created.get_or_create(&tl).inc_by(outcome.series_created as u64);
-    s.metrics.ingested_exemplars.get_or_create(&tl).inc_by(outcome.exemplars_written as u64);
-    for r in &outcome.rejected {
-        let reason = format!("{:?}", r.reason)
-            .split([' ', '{', '('])
-            .next()
-            .unwrap_or("rejected")
-            .to_string();
-        s.metrics
-            .rejected_samples
-            .get_or_create(&RejectLabels { tenant: t.to_string(), reason })
-            .inc_by(r.samples as u64);
-    }
 }
 
 /// The text format a Content-Type asks for, read as leniently as the Pushgateway does.

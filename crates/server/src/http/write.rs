@@ -13,7 +13,6 @@ use wire::{DecodeLimits, WireError, WriteProtocol};
 
 use super::{SharedState, blocking, tenant};
 use crate::error::ApiError;
-use crate::metrics::{RejectLabels, TenantLabels};
 
 /// Largest compressed body accepted (limits.max_request_body_bytes).
 pub const MAX_BODY: usize = 64 << 20;
@@ -130,35 +129,13 @@ async fn ingest_inner(
     written.samples = outcome.samples_written;
     written.histograms = outcome.histograms_written;
     written.exemplars = outcome.exemplars_written;
-    let tl = TenantLabels { tenant: t.to_string() };
-    s.metrics.ingested_samples.get_or_create(&tl).inc_by(outcome.samples_written as u64);
-    s.metrics.series_created.get_or_create(&tl).inc_by(outcome.series_created as u64);
-    s.metrics.ingested_exemplars.get_or_create(&tl).inc_by(outcome.exemplars_written as u64);
+    s.metrics.record_append(t, &outcome);
     let mut problems: Vec<String> = invalid.iter().take(10).map(|i| i.to_string()).collect();
     for i in &invalid {
-        let reason = format!("{:?}", i.reason)
-            .split([' ', '{', '('])
-            .next()
-            .unwrap_or("invalid")
-            .to_string();
-        s.metrics
-            .rejected_samples
-            .get_or_create(&RejectLabels { tenant: t.to_string(), reason })
-            .inc_by(i.samples as u64);
+        s.metrics.record_rejected(t, i.reason.name(), i.samples);
     }
-    for r in &outcome.rejected {
-        let reason = format!("{:?}", r.reason)
-            .split([' ', '{', '('])
-            .next()
-            .unwrap_or("rejected")
-            .to_string();
-        s.metrics
-            .rejected_samples
-            .get_or_create(&RejectLabels { tenant: t.to_string(), reason })
-            .inc_by(r.samples as u64);
-        if problems.len() < 10 {
-            problems.push(format!("{} for series {}", r.reason, r.labels));
-        }
+    for r in outcome.rejected.iter().take(10usize.saturating_sub(problems.len())) {
+        problems.push(format!("{} for series {}", r.reason, r.labels));
     }
     if problems.is_empty() {
         return Ok(());

@@ -203,6 +203,25 @@ pub enum InvalidReason {
     InvalidExemplar(Box<InvalidReason>),
 }
 
+impl InvalidReason {
+    /// A short, stable name for metrics (`reason` label).
+    pub fn name(&self) -> &'static str {
+        match self {
+            InvalidReason::MissingMetricName => "missing_metric_name",
+            InvalidReason::EmptyLabelName => "empty_label_name",
+            InvalidReason::DuplicateLabelName { .. } => "duplicate_label_name",
+            InvalidReason::InvalidUtf8 { .. } => "invalid_utf8",
+            InvalidReason::TooManyLabels { .. } => "too_many_labels",
+            InvalidReason::LabelNameTooLong { .. } => "label_name_too_long",
+            InvalidReason::LabelValueTooLong { .. } => "label_value_too_long",
+            InvalidReason::OddLabelRefs { .. } => "odd_label_refs",
+            InvalidReason::SymbolRefOutOfRange { .. } => "symbol_ref_out_of_range",
+            InvalidReason::HistogramSpansMismatch { .. } => "histogram_spans_mismatch",
+            InvalidReason::InvalidExemplar(_) => "invalid_exemplar",
+        }
+    }
+}
+
 impl fmt::Display for InvalidReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         use InvalidReason::*;
