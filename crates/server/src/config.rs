@@ -106,6 +106,26 @@ impl Config {
         toml::from_str(text).map_err(|e| e.to_string())
     }
 
+    /// The effective configuration as TOML (for `/api/v1/status/config`).
+    pub fn to_toml(&self) -> String {
+        let d = |d: Duration| format!("{:?}", humantime::format_duration(d).to_string());
+        format!(
+            "data_dir = {:?}\nhttp_listen = {:?}\ngrpc_listen = {:?}\n\n[storage]\nblock_duration = {}\nretention = {}\nout_of_order_window = {}\nfsync = {}\nmaintenance_interval = {}\n\n[query]\nlookback_delta = {}\nmax_samples = {}\ntimeout = {}\nremote_read_sample_limit = {}\n",
+            self.data_dir.display().to_string(),
+            self.http_listen,
+            self.grpc_listen,
+            d(self.storage.block_duration),
+            d(self.storage.retention),
+            d(self.storage.out_of_order_window),
+            self.storage.fsync,
+            d(self.storage.maintenance_interval),
+            d(self.query.lookback_delta),
+            self.query.max_samples,
+            d(self.query.timeout),
+            self.query.remote_read_sample_limit,
+        )
+    }
+
     pub fn engine_options(&self) -> promql::EngineOptions {
         promql::EngineOptions {
             lookback_delta_ms: self.query.lookback_delta.as_millis() as i64,
@@ -129,6 +149,16 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn effective_config_round_trips() {
+        let c = Config::from_toml("data_dir = \"/x\"\n[storage]\nretention = \"30d\"\nfsync = false\n[query]\ntimeout = \"90s\"\n").unwrap();
+        let back = Config::from_toml(&c.to_toml()).unwrap();
+        assert_eq!(back.to_toml(), c.to_toml());
+        assert_eq!(back.storage.retention, Duration::from_secs(30 * 86400));
+        assert_eq!(back.query.timeout, Duration::from_secs(90));
+        assert!(!back.storage.fsync);
+    }
 
     #[test]
     fn parses_and_rejects_unknown_fields() {

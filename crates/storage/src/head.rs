@@ -382,6 +382,15 @@ impl CutData {
     }
 }
 
+/// Index statistics of a head (see [`Head::cardinality`]).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Cardinality {
+    pub series_by_metric: Vec<(String, u64)>,
+    pub values_by_label: Vec<(String, u64)>,
+    pub series_by_pair: Vec<(String, u64)>,
+    pub label_pairs: u64,
+}
+
 pub struct MemSeries {
     pub id: u32,
     pub labels: Labels,
@@ -594,6 +603,28 @@ impl Head {
             .filter(|(_, b)| ids.is_none_or(|ids| !b.is_disjoint(ids)))
             .map(|(v, _)| v.to_string())
             .collect()
+    }
+
+    /// Cardinality from the index alone, for `/api/v1/status/tsdb`: the `limit` largest
+    /// (series per metric name, values per label name, series per label pair).
+    pub fn cardinality(&self, limit: usize) -> Cardinality {
+        let p = self.postings.read();
+        let top = |mut v: Vec<(String, u64)>| {
+            v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+            v.truncate(limit);
+            v
+        };
+        let by_metric =
+            p.label_values(model::METRIC_NAME).map(|(v, ids)| (v.to_string(), ids.len())).collect();
+        let values_per_name =
+            p.label_names().map(|n| (n.to_string(), p.label_values(n).count() as u64)).collect();
+        let by_pair = p.iter().map(|(n, v, ids)| (format!("{n}={v}"), ids.len())).collect();
+        Cardinality {
+            series_by_metric: top(by_metric),
+            values_by_label: top(values_per_name),
+            series_by_pair: top(by_pair),
+            label_pairs: p.iter().count() as u64,
+        }
     }
 
     pub fn num_series(&self) -> usize {

@@ -1,5 +1,6 @@
 //! End-to-end tests of the `promlake` binary, one test binary. Table of contents:
 //! - `serve`: zero-config start, health and readiness, flags, signals, flush.
+//! - `status`: runtimeinfo, flags, config, tsdb cardinality, rules, alerts, format_query.
 //! - `export`: plain Parquet export read by DuckDB.
 //! - `query`: PromQL answers identical to Prometheus, promtool as client, error types.
 //! - `remote_write`: status codes, partial failure, tenants, kill -9, a real Prometheus sender.
@@ -29,6 +30,7 @@ mod query;
 mod remote_read;
 mod remote_write;
 mod serve;
+mod status;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};

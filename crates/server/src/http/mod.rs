@@ -10,6 +10,7 @@ mod push;
 mod query;
 mod read;
 mod remote_read;
+mod status;
 mod write;
 mod xor;
 
@@ -90,6 +91,7 @@ impl AppState {
 pub type SharedState = Arc<AppState>;
 
 pub fn router(state: SharedState) -> Router {
+    status::mark_started();
     Router::new()
         .route("/-/healthy", get(admin::healthy))
         .route("/-/ready", get(admin::ready))
@@ -102,6 +104,13 @@ pub fn router(state: SharedState) -> Router {
         .route("/api/v1/query", get(query::instant).post(query::instant))
         .route("/api/v1/query_range", get(query::range).post(query::range))
         .route("/api/v1/status/buildinfo", get(query::buildinfo))
+        .route("/api/v1/status/runtimeinfo", get(status::runtimeinfo))
+        .route("/api/v1/status/flags", get(status::flags))
+        .route("/api/v1/status/config", get(status::config))
+        .route("/api/v1/status/tsdb", get(status::tsdb))
+        .route("/api/v1/rules", get(status::rules))
+        .route("/api/v1/alerts", get(status::alerts))
+        .route("/api/v1/format_query", get(status::format_query).post(status::format_query))
         .route("/api/v1/export/parquet", get(export::parquet).post(export::parquet))
         .route("/api/v1/series", get(read::series).post(read::series))
         .route("/api/v1/labels", get(read::labels).post(read::labels))
