@@ -13,6 +13,7 @@ use model::{
 use promql_parser::label::MatchOp as PMatchOp;
 use promql_parser::parser::{AtModifier, Expr, Offset, VectorSelector};
 
+use crate::cancel::Cancel;
 use crate::engine::EngineOptions;
 use crate::error::{Error, Result, exec_err};
 use crate::value::{Annotations, HistogramPoint, Point};
@@ -130,6 +131,10 @@ pub(crate) struct Evaluator<'a> {
     pub query_end: i64,
     pub annotations: Annotations,
     deadline: Option<Instant>,
+    /// The caller's cancellation handle.
+    cancel: Cancel,
+    /// Set when an earlier part of a split range query failed: this part's result is moot.
+    abort: Cancel,
     data: HashMap<usize, Arc<Vec<Loaded>>>,
     step_samples: usize,
 }
@@ -226,6 +231,7 @@ impl<'a> Evaluator<'a> {
         query_start: i64,
         query_end: i64,
         deadline: Option<Instant>,
+        cancel: Cancel,
     ) -> Evaluator<'a> {
         Evaluator {
             opts,
@@ -233,9 +239,38 @@ impl<'a> Evaluator<'a> {
             query_end,
             annotations: Annotations::default(),
             deadline,
+            cancel,
+            abort: Cancel::new(),
             data: HashMap::new(),
             step_samples: 0,
         }
+    }
+
+    /// A second evaluator over the same loaded data (shared, not copied), with its own
+    /// annotations and an `abort` handle of its own, for evaluating other steps on another
+    /// thread.
+    pub fn fork(&self) -> Evaluator<'a> {
+        Evaluator {
+            opts: self.opts,
+            query_start: self.query_start,
+            query_end: self.query_end,
+            annotations: Annotations::default(),
+            deadline: self.deadline,
+            cancel: self.cancel.clone(),
+            abort: Cancel::new(),
+            data: self.data.clone(),
+            step_samples: 0,
+        }
+    }
+
+    /// The handle that stops this evaluator (and only it) at its next check.
+    pub fn abort_handle(&self) -> Cancel {
+        self.abort.clone()
+    }
+
+    /// How many series the selectors loaded: the size of the work at each step.
+    pub fn loaded_series(&self) -> usize {
+        self.data.values().map(|d| d.len()).sum()
     }
 
     /// The labels dropped with the metric name.
@@ -281,7 +316,12 @@ impl<'a> Evaluator<'a> {
         }
     }
 
+    /// Fails when the query was canceled or ran out of time. Called at every step (of the
+    /// query and of subqueries) and while loading series.
     pub fn check_deadline(&self) -> Result<()> {
+        if self.cancel.is_canceled() || self.abort.is_canceled() {
+            return Err(Error::Canceled);
+        }
         match self.deadline {
             Some(d) if Instant::now() > d => Err(Error::Timeout("query execution")),
             _ => Ok(()),
@@ -392,7 +432,11 @@ impl<'a> Evaluator<'a> {
         let mut seen: HashSet<Labels> = HashSet::new();
         let mut out = Vec::new();
         for ms in to_matchers(vs)? {
-            for s in q.select(tenant, hints, &ms)? {
+            self.check_deadline()?;
+            for (n, s) in q.select(tenant, hints, &ms)?.enumerate() {
+                if n % 256 == 255 {
+                    self.check_deadline()?;
+                }
                 let s = s?;
                 if seen.insert(s.labels.clone()) {
                     let histograms = s

@@ -1,6 +1,7 @@
 //! `promlake bench`: workloads and side-by-side measurements against peer systems.
 
 pub mod peers;
+pub mod promql;
 pub mod storage;
 pub mod workload;
 
@@ -8,10 +9,13 @@ pub mod workload;
 pub enum BenchCommand {
     /// Bytes on disk per sample, RSS per series and append throughput, beside VictoriaMetrics.
     Storage(storage::StorageArgs),
+    /// PromQL query latency and RSS growth over memory and real storage, by worker count.
+    Promql(promql::PromqlArgs),
 }
 
 pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Storage(a) => storage::run(&a).map(|_| ()),
+        BenchCommand::Promql(a) => promql::run(&a).map(|_| ()),
     }
 }
