@@ -46,6 +46,10 @@ impl Elem {
 #[derive(Clone, Debug)]
 pub(crate) struct RangeElem {
     pub labels: Labels,
+    /// `labels` without the metric name, computed once per loaded series: sharing it from
+    /// step to step saves an allocation and many reference counts on interned label strings
+    /// (contended between threads) per series and step. `None` when not precomputed.
+    pub dropped: Option<Labels>,
     /// Delayed name removal: the series' name is to be dropped.
     pub drop: bool,
     pub points: Window<Point>,
@@ -117,6 +121,8 @@ impl Val {
 
 struct Loaded {
     labels: Labels,
+    /// `labels` without the metric-identity labels (see `RangeElem::dropped`).
+    dropped: Labels,
     /// Raw samples, staleness markers included (instant selectors need them).
     samples: Vec<model::Sample>,
     histograms: Vec<HistogramPoint>,
@@ -454,6 +460,7 @@ impl<'a> Evaluator<'a> {
                     let live_histograms: Arc<[HistogramPoint]> =
                         histograms.iter().filter(|x| !is_stale_nan(x.h.sum)).cloned().collect();
                     out.push(Loaded {
+                        dropped: strip_names(&s.labels, self.meta()),
                         labels: s.labels,
                         samples: s.samples,
                         histograms,
@@ -584,6 +591,7 @@ impl<'a> Evaluator<'a> {
                     .into_iter()
                     .map(|(labels, p, h, drop)| RangeElem {
                         labels,
+                        dropped: None,
                         drop,
                         points: p.into(),
                         histograms: h.into(),
@@ -656,6 +664,7 @@ impl<'a> Evaluator<'a> {
                 n += (hi - lo) + (hhi - hlo);
                 series.push(RangeElem {
                     labels: s.labels.clone(),
+                    dropped: Some(s.dropped.clone()),
                     drop: false,
                     points: Window::new(&s.floats, lo, hi),
                     histograms: Window::new(&s.live_histograms, hlo, hhi),

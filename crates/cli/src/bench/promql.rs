@@ -15,7 +15,7 @@ use anyhow::{Context, Result};
 use model::{Appendable, Queryable, Sample, SeriesWrite, TenantId, WriteBatch};
 use promql::{Engine, EngineOptions, Value};
 
-use super::peers::rss_bytes;
+use super::peers::{cpu_seconds, rss_bytes};
 use super::workload::Workload;
 
 /// The queries measured, as instant and as range queries.
@@ -61,6 +61,8 @@ pub struct QueryFigures {
     pub runs: usize,
     pub p50_ms: f64,
     pub p95_ms: f64,
+    /// Median CPU time (user + system, all threads; 10 ms resolution) per run.
+    pub p50_cpu_ms: f64,
     /// Highest RSS growth over the runs (see the module docs for the method).
     pub peak_rss_growth_bytes: u64,
     /// Series in the result (the same on every backend and worker count).
@@ -180,10 +182,13 @@ fn measure(
 ) -> Result<QueryFigures> {
     let tenant = TenantId::default_tenant();
     let mut times = Vec::with_capacity(args.runs);
+    let mut cpu = Vec::with_capacity(args.runs);
+    let pid = std::process::id();
     let (mut growth, mut n) = (0u64, 0);
     for _ in 0..args.runs {
         let before = rss_bytes(std::process::id())?;
         let sampler = RssSampler::start();
+        let c0 = cpu_seconds(pid)?;
         let t0 = Instant::now();
         let r = if c.kind == "instant" {
             engine.instant_query(c.storage, &tenant, c.query, end)
@@ -192,12 +197,14 @@ fn measure(
         }
         .with_context(|| format!("{} {} on {}", c.kind, c.query, c.backend))?;
         let elapsed = t0.elapsed();
+        cpu.push((cpu_seconds(pid)? - c0) * 1000.0);
         n = result_series(&r.value);
         drop(r);
         growth = growth.max(sampler.finish().saturating_sub(before));
         times.push(elapsed.as_secs_f64() * 1000.0);
     }
     times.sort_by(f64::total_cmp);
+    cpu.sort_by(f64::total_cmp);
     Ok(QueryFigures {
         backend: c.backend.to_string(),
         kind: c.kind,
@@ -206,6 +213,7 @@ fn measure(
         runs: args.runs,
         p50_ms: percentile(&times, 50.0),
         p95_ms: percentile(&times, 95.0),
+        p50_cpu_ms: percentile(&cpu, 50.0),
         peak_rss_growth_bytes: growth,
         result_series: n,
     })
@@ -246,16 +254,22 @@ pub fn run(args: &PromqlArgs) -> Result<Vec<QueryFigures>> {
     }
     eprintln!("{total} samples per backend loaded in {:.1}s", t0.elapsed().as_secs_f64());
 
+    // Worker counts interleaved per query, so that drift in the machine's load hits both.
+    let engines: Vec<(usize, Engine)> = workers
+        .iter()
+        .map(|&w| {
+            (w, Engine::new(EngineOptions { parallel_workers: w, ..EngineOptions::default() }))
+        })
+        .collect();
     let mut out = Vec::new();
-    for &w in &workers {
-        let engine = Engine::new(EngineOptions { parallel_workers: w, ..EngineOptions::default() });
-        for backend in &backends {
-            let storage: &dyn Queryable = if *backend == "memory" { &mem } else { &db };
-            for kind in ["instant", "range"] {
-                for query in QUERIES {
+    for backend in &backends {
+        let storage: &dyn Queryable = if *backend == "memory" { &mem } else { &db };
+        for kind in ["instant", "range"] {
+            for query in QUERIES {
+                for (w, engine) in &engines {
                     let c = Case { backend, storage, kind, query };
-                    let f = measure(args, &engine, w, &c, (start, end))?;
-                    eprintln!("  workers={w} {backend} {kind} {query}: p50 {:.1} ms", f.p50_ms);
+                    let f = measure(args, engine, *w, &c, (start, end))?;
+                    eprintln!("  {backend} {kind} workers={w} {query}: p50 {:.1} ms", f.p50_ms);
                     out.push(f);
                 }
             }
@@ -269,17 +283,20 @@ pub fn run(args: &PromqlArgs) -> Result<Vec<QueryFigures>> {
 }
 
 pub fn print_table(rows: &[QueryFigures]) {
-    println!("| backend | kind | workers | query | p50 ms | p95 ms | peak RSS growth | series |");
-    println!("|---|---|---|---|---|---|---|---|");
+    println!(
+        "| backend | kind | query | workers | p50 ms | p95 ms | p50 CPU ms | peak RSS growth | series |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|");
     for r in rows {
         println!(
-            "| {} | {} | {} | `{}` | {:.1} | {:.1} | {:.1} MiB | {} |",
+            "| {} | {} | `{}` | {} | {:.1} | {:.1} | {:.0} | {:.1} MiB | {} |",
             r.backend,
             r.kind,
-            r.workers,
             r.query,
+            r.workers,
             r.p50_ms,
             r.p95_ms,
+            r.p50_cpu_ms,
             r.peak_rss_growth_bytes as f64 / (1024.0 * 1024.0),
             r.result_series
         );
