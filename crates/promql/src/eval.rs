@@ -57,15 +57,17 @@ pub(crate) struct RangeElem {
 }
 
 /// A window into points shared with the loaded data, so that range selectors do not copy.
+/// The outer `Arc` is per evaluator (see `Loaded::fork`): evaluators on different threads
+/// share the points but never update the same reference count at every step.
 #[derive(Clone, Debug)]
 pub(crate) struct Window<T> {
-    data: Arc<[T]>,
+    data: Arc<Arc<[T]>>,
     start: usize,
     end: usize,
 }
 
 impl<T> Window<T> {
-    fn new(data: &Arc<[T]>, start: usize, end: usize) -> Window<T> {
+    fn new(data: &Arc<Arc<[T]>>, start: usize, end: usize) -> Window<T> {
         Window { data: data.clone(), start, end }
     }
 }
@@ -73,7 +75,7 @@ impl<T> Window<T> {
 impl<T> From<Vec<T>> for Window<T> {
     fn from(v: Vec<T>) -> Window<T> {
         let end = v.len();
-        Window { data: v.into(), start: 0, end }
+        Window { data: Arc::new(v.into()), start: 0, end }
     }
 }
 
@@ -124,11 +126,28 @@ struct Loaded {
     /// `labels` without the metric-identity labels (see `RangeElem::dropped`).
     dropped: Labels,
     /// Raw samples, staleness markers included (instant selectors need them).
-    samples: Vec<model::Sample>,
-    histograms: Vec<HistogramPoint>,
+    samples: Arc<[model::Sample]>,
+    histograms: Arc<[HistogramPoint]>,
     /// The same without staleness markers, shared by range-selector windows.
-    floats: Arc<[Point]>,
-    live_histograms: Arc<[HistogramPoint]>,
+    floats: Arc<Arc<[Point]>>,
+    live_histograms: Arc<Arc<[HistogramPoint]>>,
+}
+
+impl Loaded {
+    /// The same series for an evaluator on another thread: the samples are shared, but the
+    /// label sets and the reference counts cloned at every step are its own, so that threads
+    /// do not contend on one cache line per series and step.
+    fn fork(&self) -> Loaded {
+        let own = |l: &Labels| Labels::from_sorted_unchecked(l.iter().cloned().collect());
+        Loaded {
+            labels: own(&self.labels),
+            dropped: own(&self.dropped),
+            samples: self.samples.clone(),
+            histograms: self.histograms.clone(),
+            floats: Arc::new(Arc::clone(&self.floats)),
+            live_histograms: Arc::new(Arc::clone(&self.live_histograms)),
+        }
+    }
 }
 
 pub(crate) struct Evaluator<'a> {
@@ -264,7 +283,11 @@ impl<'a> Evaluator<'a> {
             deadline: self.deadline,
             cancel: self.cancel.clone(),
             abort: Cancel::new(),
-            data: self.data.clone(),
+            data: self
+                .data
+                .iter()
+                .map(|(k, v)| (*k, Arc::new(v.iter().map(Loaded::fork).collect())))
+                .collect(),
             step_samples: 0,
         }
     }
@@ -462,10 +485,10 @@ impl<'a> Evaluator<'a> {
                     out.push(Loaded {
                         dropped: strip_names(&s.labels, self.meta()),
                         labels: s.labels,
-                        samples: s.samples,
-                        histograms,
-                        floats,
-                        live_histograms,
+                        samples: s.samples.into(),
+                        histograms: histograms.into(),
+                        floats: Arc::new(floats),
+                        live_histograms: Arc::new(live_histograms),
                     });
                 }
             }
