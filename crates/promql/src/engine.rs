@@ -13,7 +13,9 @@ use crate::error::{Error, Result};
 use crate::eval::{Evaluator, Val};
 use crate::value::{Annotations, HistogramPoint, Point, QueryResult, Sample, Series, Value};
 
-/// Default of `EngineOptions::parallel_min_work`; see docs/benchmarks/promql.md.
+/// Default of `EngineOptions::parallel_min_work`. Not tuned by measurement: below it a range
+/// query takes a few milliseconds on one thread, where a split gains little. The benchmark
+/// (docs/benchmarks/promql.md) only measured queries far above it.
 pub const PARALLEL_MIN_WORK: usize = 20_000;
 
 /// Knobs of the engine. `Default` gives Prometheus' defaults.
