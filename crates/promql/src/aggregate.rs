@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use model::{Labels, METRIC_NAME};
+use model::{Label, Labels, METRIC_NAME};
 use promql_parser::parser::{AggregateExpr, LabelModifier};
 
 use crate::error::{Result, exec_err};
@@ -29,17 +29,33 @@ fn group_key(l: &Labels, modifier: &Option<LabelModifier>) -> Labels {
     }
 }
 
-/// Groups element indexes by key, in order of first appearance.
+/// Groups element indexes by key, in order of first appearance. Keys are borrowed label
+/// pairs; a group's label set is built once, when the group first appears, so no per-element
+/// allocation or reference counting on (interned, thread-shared) label strings happens.
 fn groups(v: &[Elem], modifier: &Option<LabelModifier>) -> Vec<(Labels, Vec<usize>)> {
-    let mut index: HashMap<Labels, usize> = HashMap::new();
+    // `by`: keep the listed names; `without`: keep the others, never the metric name.
+    let (include, names): (bool, Vec<&str>) = match modifier {
+        Some(LabelModifier::Include(by)) => (true, by.labels.iter().map(String::as_str).collect()),
+        Some(LabelModifier::Exclude(without)) => {
+            let mut names: Vec<&str> = without.labels.iter().map(String::as_str).collect();
+            names.push(METRIC_NAME);
+            (false, names)
+        }
+        None => (true, Vec::new()),
+    };
+    let mut index: HashMap<Vec<&Label>, usize> = HashMap::new();
     let mut out: Vec<(Labels, Vec<usize>)> = Vec::new();
     for (i, e) in v.iter().enumerate() {
-        let k = group_key(&e.labels, modifier);
+        let k: Vec<&Label> =
+            e.labels.iter().filter(|l| names.contains(&&*l.name) == include).collect();
         match index.get(&k) {
             Some(&g) => out[g].1.push(i),
             None => {
-                index.insert(k.clone(), out.len());
-                out.push((k, vec![i]));
+                // A subset of sorted, unique, non-empty labels keeps the invariant.
+                let labels =
+                    Labels::from_sorted_unchecked(k.iter().map(|l| (*l).clone()).collect());
+                index.insert(k, out.len());
+                out.push((labels, vec![i]));
             }
         }
     }

@@ -2,14 +2,21 @@
 //! and the conversion of per-step results into API values.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use model::{Labels, Queryable, TenantId, Timestamp};
 use promql_parser::parser::{self, Expr};
 
+use crate::cancel::Cancel;
 use crate::error::{Error, Result};
 use crate::eval::{Evaluator, Val};
-use crate::value::{HistogramPoint, Point, QueryResult, Sample, Series, Value};
+use crate::value::{Annotations, HistogramPoint, Point, QueryResult, Sample, Series, Value};
+
+/// Default of `EngineOptions::parallel_min_work`. Not tuned by measurement: below it a range
+/// query takes a few milliseconds on one thread, where a split gains little. The benchmark
+/// (docs/benchmarks/promql.md) only measured queries far above it.
+pub const PARALLEL_MIN_WORK: usize = 20_000;
 
 /// Knobs of the engine. `Default` gives Prometheus' defaults.
 #[derive(Clone, Debug)]
@@ -32,6 +39,11 @@ pub struct EngineOptions {
     /// Keep `__name__` through the evaluation and drop it only from the final result, as
     /// Prometheus' `promql-delayed-name-removal` feature flag does.
     pub enable_delayed_name_removal: bool,
+    /// Threads a large range query's steps are split across; 1 evaluates on the calling
+    /// thread only. Default: the available cores, at most 2.
+    pub parallel_workers: usize,
+    /// Smallest range query (loaded series × steps) worth splitting across threads.
+    pub parallel_min_work: usize,
 }
 
 impl Default for EngineOptions {
@@ -44,6 +56,8 @@ impl Default for EngineOptions {
             enable_duration_expressions: false,
             enable_type_and_unit_labels: false,
             enable_delayed_name_removal: false,
+            parallel_workers: std::thread::available_parallelism().map_or(1, |n| n.get().min(2)),
+            parallel_min_work: PARALLEL_MIN_WORK,
         }
     }
 }
@@ -71,8 +85,20 @@ impl Engine {
         query: &str,
         t: Timestamp,
     ) -> Result<QueryResult> {
+        self.instant_query_with(storage, tenant, query, t, &Cancel::new())
+    }
+
+    /// `instant_query` that stops with `Error::Canceled` once `cancel` is set.
+    pub fn instant_query_with(
+        &self,
+        storage: &dyn Queryable,
+        tenant: &TenantId,
+        query: &str,
+        t: Timestamp,
+        cancel: &Cancel,
+    ) -> Result<QueryResult> {
         let expr = self.parse(query)?;
-        self.instant_query_expr(storage, tenant, &expr, t)
+        self.instant_query_expr_with(storage, tenant, &expr, t, cancel)
     }
 
     /// `instant_query` of an already parsed expression.
@@ -83,8 +109,20 @@ impl Engine {
         expr: &Expr,
         t: Timestamp,
     ) -> Result<QueryResult> {
-        let mut ev = self.evaluator(t, t);
+        self.instant_query_expr_with(storage, tenant, expr, t, &Cancel::new())
+    }
+
+    fn instant_query_expr_with(
+        &self,
+        storage: &dyn Queryable,
+        tenant: &TenantId,
+        expr: &Expr,
+        t: Timestamp,
+        cancel: &Cancel,
+    ) -> Result<QueryResult> {
+        let mut ev = self.evaluator(t, t, cancel);
         ev.load(storage, tenant, expr, t, t)?;
+        ev.check_deadline()?;
         let val = ev.eval(expr, t)?;
         let val = ev.finish(val)?;
         ev.check_samples(0)?;
@@ -122,6 +160,26 @@ impl Engine {
         end: Timestamp,
         step: i64,
     ) -> Result<QueryResult> {
+        self.range_query_with(storage, tenant, query, start, end, step, &Cancel::new())
+    }
+
+    /// `range_query` that stops with `Error::Canceled` once `cancel` is set.
+    ///
+    /// Above `EngineOptions::parallel_min_work` (loaded series × steps), the steps are split
+    /// into `EngineOptions::parallel_workers` contiguous ranges evaluated on their own threads
+    /// over the same loaded data, and the per-range series are concatenated in time order:
+    /// steps are independent, so the result is the one a single thread computes.
+    #[allow(clippy::too_many_arguments)] // the query's own parameters plus the handle
+    pub fn range_query_with(
+        &self,
+        storage: &dyn Queryable,
+        tenant: &TenantId,
+        query: &str,
+        start: Timestamp,
+        end: Timestamp,
+        step: i64,
+        cancel: &Cancel,
+    ) -> Result<QueryResult> {
         if step <= 0 {
             return Err(Error::InvalidQuery(
                 "zero or negative query resolution step widths are not accepted. Try a positive integer".into(),
@@ -144,72 +202,85 @@ impl Engine {
             }
             _ => {}
         }
-        let mut ev = self.evaluator(start, end);
+        let mut ev = self.evaluator(start, end, cancel);
         ev.load(storage, tenant, &expr, start, end)?;
-        let mut index: HashMap<Labels, usize> = HashMap::new();
-        // Series keep their label allocation from step to step; looking the address up first
-        // skips hashing the labels. Addresses stay unique: `out` holds every keyed allocation.
-        let mut by_addr: HashMap<usize, usize> = HashMap::new();
-        let mut out: Vec<Series> = Vec::new();
-        let mut held = 0usize;
-        let mut t = start;
-        while t <= end {
-            ev.check_deadline()?;
-            let val = ev.eval(&expr, t)?;
-            match ev.finish(val)? {
-                Val::Scalar(v) => {
-                    let i = *index.entry(Labels::empty()).or_insert_with(|| {
-                        out.push(Series {
-                            labels: Labels::empty(),
-                            points: Vec::new(),
-                            histograms: Vec::new(),
-                        });
-                        out.len() - 1
-                    });
-                    out[i].points.push(Point { t, v });
-                    held += 1;
-                }
-                Val::Vector(vs) => {
-                    for e in vs {
-                        let addr = e.labels.as_slice().as_ptr() as usize;
-                        let i = match by_addr.get(&addr) {
-                            Some(&i) => i,
-                            None => {
-                                let i = *index.entry(e.labels.clone()).or_insert_with(|| {
-                                    out.push(Series {
-                                        labels: e.labels.clone(),
-                                        points: Vec::new(),
-                                        histograms: Vec::new(),
-                                    });
-                                    out.len() - 1
-                                });
-                                if out[i].labels.as_slice().as_ptr() as usize == addr {
-                                    by_addr.insert(addr, i);
-                                }
-                                i
-                            }
-                        };
-                        match e.h {
-                            Some(h) => out[i].histograms.push(HistogramPoint { t, h }),
-                            None => out[i].points.push(Point { t, v: e.v }),
+        // Steps in [start, end]; at least 1 (end >= start), at most u64::MAX.
+        let steps = ((end as i128 - start as i128) / step as i128 + 1) as u128;
+        let workers = self.opts.parallel_workers.max(1) as u128;
+        let work = steps.saturating_mul(ev.loaded_series().max(1) as u128);
+        let held = AtomicUsize::new(0);
+        if workers < 2 || steps < 2 * workers || work < self.opts.parallel_min_work as u128 {
+            let mut part = eval_steps(&mut ev, &expr, start, end, step, &held)?;
+            part.out.sort_by(|a, b| a.labels.cmp(&b.labels));
+            return Ok(QueryResult { value: Value::Matrix(part.out), annotations: ev.annotations });
+        }
+        // Contiguous step ranges, the first ones one step longer when steps do not divide.
+        let mut ranges = Vec::new();
+        let mut from = start;
+        for w in 0..workers {
+            let n = steps / workers + u128::from(w < steps % workers);
+            let to = (from as i128 + (n as i128 - 1) * step as i128) as i64;
+            ranges.push((from, to));
+            from = to.saturating_add(step);
+        }
+        let mut evs: Vec<Evaluator<'_>> = Vec::with_capacity(ranges.len());
+        for _ in 1..ranges.len() {
+            evs.push(ev.fork());
+        }
+        evs.insert(0, ev);
+        let aborts: Vec<Cancel> = evs.iter().map(Evaluator::abort_handle).collect();
+        let results: Vec<(Result<Part>, Annotations)> = std::thread::scope(|scope| {
+            let expr = &expr;
+            let held = &held;
+            let handles: Vec<_> = evs
+                .into_iter()
+                .zip(ranges)
+                .enumerate()
+                .map(|(i, (mut ev, (from, to)))| {
+                    let later = aborts[i + 1..].to_vec();
+                    scope.spawn(move || {
+                        let r = eval_steps(&mut ev, expr, from, to, step, held);
+                        if r.is_err() {
+                            // Later ranges cannot change the outcome: a single thread would
+                            // have stopped at this error.
+                            later.iter().for_each(Cancel::cancel);
                         }
-                        held += 1;
+                        (r, ev.annotations)
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        (
+                            Err(Error::Execution("internal: range query worker panicked".into())),
+                            Annotations::default(),
+                        )
+                    })
+                })
+                .collect()
+        });
+        let mut merged = Part::default();
+        let mut annotations = Annotations::default();
+        for (r, a) in results {
+            let part = r?;
+            annotations.merge(a);
+            for s in part.out {
+                match merged.index.get(&s.labels) {
+                    Some(&i) => {
+                        merged.out[i].points.extend(s.points);
+                        merged.out[i].histograms.extend(s.histograms);
+                    }
+                    None => {
+                        merged.index.insert(s.labels.clone(), merged.out.len());
+                        merged.out.push(s);
                     }
                 }
-                Val::Str(_) | Val::Matrix(_) => {
-                    return Err(Error::InvalidQuery(
-                        "range query must evaluate to a scalar or an instant vector".into(),
-                    ));
-                }
             }
-            ev.check_samples(held)?;
-            t = match t.checked_add(step) {
-                Some(n) => n,
-                None => break,
-            };
         }
-        out.sort_by(|a, b| a.labels.cmp(&b.labels));
-        Ok(QueryResult { value: Value::Matrix(out), annotations: ev.annotations })
+        merged.out.sort_by(|a, b| a.labels.cmp(&b.labels));
+        Ok(QueryResult { value: Value::Matrix(merged.out), annotations })
     }
 
     /// Parses `query` as this engine accepts it (with duration expressions if enabled).
@@ -221,9 +292,93 @@ impl Engine {
         }
     }
 
-    fn evaluator(&self, start: Timestamp, end: Timestamp) -> Evaluator<'_> {
-        Evaluator::new(&self.opts, start, end, self.opts.timeout.map(|d| Instant::now() + d))
+    fn evaluator(&self, start: Timestamp, end: Timestamp, cancel: &Cancel) -> Evaluator<'_> {
+        let deadline = self.opts.timeout.map(|d| Instant::now() + d);
+        Evaluator::new(&self.opts, start, end, deadline, cancel.clone())
     }
+}
+
+/// The series of a run of steps, in order of first appearance, with their index.
+#[derive(Default)]
+struct Part {
+    out: Vec<Series>,
+    index: HashMap<Labels, usize>,
+}
+
+/// Evaluates `expr` at `from, from + step, ..., <= to` and collects the vectors into series.
+/// `held` counts the points held by every part of the query, for the samples limit.
+fn eval_steps(
+    ev: &mut Evaluator<'_>,
+    expr: &Expr,
+    from: Timestamp,
+    to: Timestamp,
+    step: i64,
+    held: &AtomicUsize,
+) -> Result<Part> {
+    let mut part = Part::default();
+    let (index, out) = (&mut part.index, &mut part.out);
+    // Series keep their label allocation from step to step; looking the address up first
+    // skips hashing the labels. Addresses stay unique: `out` holds every keyed allocation.
+    let mut by_addr: HashMap<usize, usize> = HashMap::new();
+    let mut t = from;
+    while t <= to {
+        ev.check_deadline()?;
+        let val = ev.eval(expr, t)?;
+        let mut n = 0usize;
+        match ev.finish(val)? {
+            Val::Scalar(v) => {
+                let i = *index.entry(Labels::empty()).or_insert_with(|| {
+                    out.push(Series {
+                        labels: Labels::empty(),
+                        points: Vec::new(),
+                        histograms: Vec::new(),
+                    });
+                    out.len() - 1
+                });
+                out[i].points.push(Point { t, v });
+                n += 1;
+            }
+            Val::Vector(vs) => {
+                for e in vs {
+                    let addr = e.labels.as_slice().as_ptr() as usize;
+                    let i = match by_addr.get(&addr) {
+                        Some(&i) => i,
+                        None => {
+                            let i = *index.entry(e.labels.clone()).or_insert_with(|| {
+                                out.push(Series {
+                                    labels: e.labels.clone(),
+                                    points: Vec::new(),
+                                    histograms: Vec::new(),
+                                });
+                                out.len() - 1
+                            });
+                            if out[i].labels.as_slice().as_ptr() as usize == addr {
+                                by_addr.insert(addr, i);
+                            }
+                            i
+                        }
+                    };
+                    match e.h {
+                        Some(h) => out[i].histograms.push(HistogramPoint { t, h }),
+                        None => out[i].points.push(Point { t, v: e.v }),
+                    }
+                    n += 1;
+                }
+            }
+            Val::Str(_) | Val::Matrix(_) => {
+                return Err(Error::InvalidQuery(
+                    "range query must evaluate to a scalar or an instant vector".into(),
+                ));
+            }
+        }
+        let total = held.fetch_add(n, Ordering::Relaxed).saturating_add(n);
+        ev.check_samples(total)?;
+        t = match t.checked_add(step) {
+            Some(n) => n,
+            None => break,
+        };
+    }
+    Ok(part)
 }
 
 /// Parses with promql-parser, mapping its error to ours.
@@ -351,6 +506,116 @@ mod tests {
         assert_eq!(
             slow.map(|_| ()).map_err(|e| e.to_string()),
             Err("query timed out in query execution".into())
+        );
+    }
+
+    #[test]
+    fn a_canceled_query_returns_canceled() {
+        let c = Cancel::new();
+        c.cancel();
+        let (e, s, t) = (Engine::default(), storage(), TenantId::default_tenant());
+        let msg = |r: Result<QueryResult>| r.map(|_| ()).map_err(|e| e.to_string());
+        let canceled = Err("query canceled".to_string());
+        assert_eq!(msg(e.instant_query_with(&s, &t, "sum(foo)", 60_000, &c)), canceled);
+        assert_eq!(msg(e.range_query_with(&s, &t, "foo", 0, 60_000, 1000, &c)), canceled);
+        // The same query without the handle answers.
+        let Value::Vector(v) = e.instant_query(&s, &t, "sum(foo)", 60_000).unwrap().value else {
+            panic!("not a vector")
+        };
+        assert_eq!(v[0].v, 33.0);
+    }
+
+    #[test]
+    fn a_long_query_stops_promptly_when_canceled_from_another_thread() {
+        let (s, t) = (storage(), TenantId::default_tenant());
+        let no_timeout = Engine::new(EngineOptions { timeout: None, ..EngineOptions::default() });
+        // Millions of subquery steps: minutes of work without cancellation.
+        let q = "count_over_time(foo[1y:1ms])";
+        for range in [false, true] {
+            let c = Cancel::new();
+            let started = Instant::now();
+            let r = std::thread::scope(|scope| {
+                let worker = scope.spawn(|| {
+                    if range {
+                        no_timeout.range_query_with(&s, &t, q, 0, 600_000, 60_000, &c)
+                    } else {
+                        no_timeout.instant_query_with(&s, &t, q, 0, &c)
+                    }
+                });
+                std::thread::sleep(Duration::from_millis(100));
+                assert!(!worker.is_finished(), "the query should still be running");
+                let canceled_at = Instant::now();
+                c.cancel();
+                let r = worker.join().unwrap();
+                (r, canceled_at.elapsed())
+            });
+            assert_eq!(r.0.map(|_| ()).map_err(|e| e.to_string()), Err("query canceled".into()));
+            assert!(r.1 < Duration::from_secs(2), "stopped {:?} after cancel", r.1);
+            assert!(started.elapsed() < Duration::from_secs(10));
+        }
+    }
+
+    /// A series per `i` with values that make `rate` and `sum by` non-trivial, plus gaps.
+    fn wide_storage() -> MemStorage {
+        let s = MemStorage::new();
+        let mut batch = WriteBatch::default();
+        for i in 0..40 {
+            let labels = Labels::from_pairs([
+                ("__name__", "c"),
+                ("i", &i.to_string()),
+                ("g", &(i % 3).to_string()),
+            ])
+            .unwrap();
+            let samples = (0..200)
+                .filter(|m| (m + i) % 17 != 0)
+                .map(|m| ModelSample { t: m * 15_000, v: ((m * (i + 1)) % 1000) as f64 })
+                .collect();
+            batch.series.push(SeriesWrite { labels, samples, ..Default::default() });
+        }
+        s.append(&TenantId::default_tenant(), batch).unwrap();
+        s
+    }
+
+    #[test]
+    fn parallel_range_queries_equal_sequential_ones() {
+        let (s, t) = (wide_storage(), TenantId::default_tenant());
+        let one = Engine::new(EngineOptions { parallel_workers: 1, ..EngineOptions::default() });
+        for workers in [2, 3, 7] {
+            let many = Engine::new(EngineOptions {
+                parallel_workers: workers,
+                parallel_min_work: 0,
+                ..EngineOptions::default()
+            });
+            for q in [
+                "rate(c[1m])",
+                "sum by (g) (rate(c[1m]))",
+                "topk(3, c)",
+                "c > 500",
+                "time()",
+                "max_over_time(c[2m:30s])",
+                "c / on(i) c",
+            ] {
+                for (start, end, step) in [(0, 3_000_000, 15_000), (7, 2_999_000, 61_000)] {
+                    let a = one.range_query(&s, &t, q, start, end, step).unwrap();
+                    let b = many.range_query(&s, &t, q, start, end, step).unwrap();
+                    assert_eq!(format!("{:?}", a.value), format!("{:?}", b.value), "{q}");
+                    assert_eq!(a.annotations.warnings, b.annotations.warnings, "{q}");
+                    assert_eq!(a.annotations.infos, b.annotations.infos, "{q}");
+                }
+            }
+        }
+        // An error in an early range wins, as on one thread.
+        let many = Engine::new(EngineOptions {
+            parallel_workers: 2,
+            parallel_min_work: 0,
+            max_samples: 30,
+            ..EngineOptions::default()
+        });
+        let r = many.range_query(&s, &t, "c", 0, 3_000_000, 15_000);
+        assert_eq!(
+            r.map(|_| ()).map_err(|e| e.to_string()),
+            Err("query processing would load too many samples into memory in query execution"
+                .into())
         );
     }
 

@@ -22,6 +22,9 @@ pub enum Error {
     /// The query ran longer than `EngineOptions::timeout`.
     #[error("query timed out in {0}")]
     Timeout(&'static str),
+    /// The caller canceled the query through its `Cancel` handle (e.g. the client went away).
+    #[error("query canceled")]
+    Canceled,
     /// Storage under the seam failed.
     #[error(transparent)]
     Storage(#[from] SeamError),

@@ -13,6 +13,7 @@ use model::{
 use promql_parser::label::MatchOp as PMatchOp;
 use promql_parser::parser::{AtModifier, Expr, Offset, VectorSelector};
 
+use crate::cancel::Cancel;
 use crate::engine::EngineOptions;
 use crate::error::{Error, Result, exec_err};
 use crate::value::{Annotations, HistogramPoint, Point};
@@ -45,6 +46,10 @@ impl Elem {
 #[derive(Clone, Debug)]
 pub(crate) struct RangeElem {
     pub labels: Labels,
+    /// `labels` without the metric name, computed once per loaded series: sharing it from
+    /// step to step saves an allocation and many reference counts on interned label strings
+    /// (contended between threads) per series and step. `None` when not precomputed.
+    pub dropped: Option<Labels>,
     /// Delayed name removal: the series' name is to be dropped.
     pub drop: bool,
     pub points: Window<Point>,
@@ -52,15 +57,17 @@ pub(crate) struct RangeElem {
 }
 
 /// A window into points shared with the loaded data, so that range selectors do not copy.
+/// The outer `Arc` is per evaluator (see `Loaded::fork`): evaluators on different threads
+/// share the points but never update the same reference count at every step.
 #[derive(Clone, Debug)]
 pub(crate) struct Window<T> {
-    data: Arc<[T]>,
+    data: Arc<Arc<[T]>>,
     start: usize,
     end: usize,
 }
 
 impl<T> Window<T> {
-    fn new(data: &Arc<[T]>, start: usize, end: usize) -> Window<T> {
+    fn new(data: &Arc<Arc<[T]>>, start: usize, end: usize) -> Window<T> {
         Window { data: data.clone(), start, end }
     }
 }
@@ -68,7 +75,7 @@ impl<T> Window<T> {
 impl<T> From<Vec<T>> for Window<T> {
     fn from(v: Vec<T>) -> Window<T> {
         let end = v.len();
-        Window { data: v.into(), start: 0, end }
+        Window { data: Arc::new(v.into()), start: 0, end }
     }
 }
 
@@ -116,12 +123,31 @@ impl Val {
 
 struct Loaded {
     labels: Labels,
+    /// `labels` without the metric-identity labels (see `RangeElem::dropped`).
+    dropped: Labels,
     /// Raw samples, staleness markers included (instant selectors need them).
-    samples: Vec<model::Sample>,
-    histograms: Vec<HistogramPoint>,
+    samples: Arc<[model::Sample]>,
+    histograms: Arc<[HistogramPoint]>,
     /// The same without staleness markers, shared by range-selector windows.
-    floats: Arc<[Point]>,
-    live_histograms: Arc<[HistogramPoint]>,
+    floats: Arc<Arc<[Point]>>,
+    live_histograms: Arc<Arc<[HistogramPoint]>>,
+}
+
+impl Loaded {
+    /// The same series for an evaluator on another thread: the samples are shared, but the
+    /// label sets and the reference counts cloned at every step are its own, so that threads
+    /// do not contend on one cache line per series and step.
+    fn fork(&self) -> Loaded {
+        let own = |l: &Labels| Labels::from_sorted_unchecked(l.iter().cloned().collect());
+        Loaded {
+            labels: own(&self.labels),
+            dropped: own(&self.dropped),
+            samples: self.samples.clone(),
+            histograms: self.histograms.clone(),
+            floats: Arc::new(Arc::clone(&self.floats)),
+            live_histograms: Arc::new(Arc::clone(&self.live_histograms)),
+        }
+    }
 }
 
 pub(crate) struct Evaluator<'a> {
@@ -130,6 +156,10 @@ pub(crate) struct Evaluator<'a> {
     pub query_end: i64,
     pub annotations: Annotations,
     deadline: Option<Instant>,
+    /// The caller's cancellation handle.
+    cancel: Cancel,
+    /// Set when an earlier part of a split range query failed: this part's result is moot.
+    abort: Cancel,
     data: HashMap<usize, Arc<Vec<Loaded>>>,
     step_samples: usize,
 }
@@ -226,6 +256,7 @@ impl<'a> Evaluator<'a> {
         query_start: i64,
         query_end: i64,
         deadline: Option<Instant>,
+        cancel: Cancel,
     ) -> Evaluator<'a> {
         Evaluator {
             opts,
@@ -233,9 +264,42 @@ impl<'a> Evaluator<'a> {
             query_end,
             annotations: Annotations::default(),
             deadline,
+            cancel,
+            abort: Cancel::new(),
             data: HashMap::new(),
             step_samples: 0,
         }
+    }
+
+    /// A second evaluator over the same loaded data (shared, not copied), with its own
+    /// annotations and an `abort` handle of its own, for evaluating other steps on another
+    /// thread.
+    pub fn fork(&self) -> Evaluator<'a> {
+        Evaluator {
+            opts: self.opts,
+            query_start: self.query_start,
+            query_end: self.query_end,
+            annotations: Annotations::default(),
+            deadline: self.deadline,
+            cancel: self.cancel.clone(),
+            abort: Cancel::new(),
+            data: self
+                .data
+                .iter()
+                .map(|(k, v)| (*k, Arc::new(v.iter().map(Loaded::fork).collect())))
+                .collect(),
+            step_samples: 0,
+        }
+    }
+
+    /// The handle that stops this evaluator (and only it) at its next check.
+    pub fn abort_handle(&self) -> Cancel {
+        self.abort.clone()
+    }
+
+    /// How many series the selectors loaded: the size of the work at each step.
+    pub fn loaded_series(&self) -> usize {
+        self.data.values().map(|d| d.len()).sum()
     }
 
     /// The labels dropped with the metric name.
@@ -281,7 +345,12 @@ impl<'a> Evaluator<'a> {
         }
     }
 
+    /// Fails when the query was canceled or ran out of time. Called at every step (of the
+    /// query and of subqueries) and while loading series.
     pub fn check_deadline(&self) -> Result<()> {
+        if self.cancel.is_canceled() || self.abort.is_canceled() {
+            return Err(Error::Canceled);
+        }
         match self.deadline {
             Some(d) if Instant::now() > d => Err(Error::Timeout("query execution")),
             _ => Ok(()),
@@ -392,7 +461,11 @@ impl<'a> Evaluator<'a> {
         let mut seen: HashSet<Labels> = HashSet::new();
         let mut out = Vec::new();
         for ms in to_matchers(vs)? {
-            for s in q.select(tenant, hints, &ms)? {
+            self.check_deadline()?;
+            for (n, s) in q.select(tenant, hints, &ms)?.enumerate() {
+                if n % 256 == 255 {
+                    self.check_deadline()?;
+                }
                 let s = s?;
                 if seen.insert(s.labels.clone()) {
                     let histograms = s
@@ -410,11 +483,12 @@ impl<'a> Evaluator<'a> {
                     let live_histograms: Arc<[HistogramPoint]> =
                         histograms.iter().filter(|x| !is_stale_nan(x.h.sum)).cloned().collect();
                     out.push(Loaded {
+                        dropped: strip_names(&s.labels, self.meta()),
                         labels: s.labels,
-                        samples: s.samples,
-                        histograms,
-                        floats,
-                        live_histograms,
+                        samples: s.samples.into(),
+                        histograms: histograms.into(),
+                        floats: Arc::new(floats),
+                        live_histograms: Arc::new(live_histograms),
                     });
                 }
             }
@@ -540,6 +614,7 @@ impl<'a> Evaluator<'a> {
                     .into_iter()
                     .map(|(labels, p, h, drop)| RangeElem {
                         labels,
+                        dropped: None,
                         drop,
                         points: p.into(),
                         histograms: h.into(),
@@ -612,6 +687,7 @@ impl<'a> Evaluator<'a> {
                 n += (hi - lo) + (hhi - hlo);
                 series.push(RangeElem {
                     labels: s.labels.clone(),
+                    dropped: Some(s.dropped.clone()),
                     drop: false,
                     points: Window::new(&s.floats, lo, hi),
                     histograms: Window::new(&s.live_histograms, hlo, hhi),

@@ -31,7 +31,15 @@
 //! (following offsets, `@`, subqueries and the lookback delta) and selects each selector's
 //! series once (`eval.rs`). It then evaluates the AST one step at a time: a range query is a
 //! loop of instant evaluations whose vectors are collected into series (`engine.rs`).
-//! Range selectors hand out windows into the loaded points without copying.
+//! Range selectors hand out windows into the loaded points without copying. Steps are
+//! independent, so a large range query splits its steps into contiguous runs evaluated on
+//! `EngineOptions::parallel_workers` threads over the same loaded data, and concatenates the
+//! runs' series; the upstream scripts also run with every range query split, to hold the
+//! result identical to the single-threaded one.
+//!
+//! A query stops with `Error::Canceled` at its next step (or while loading series) once the
+//! `Cancel` handle passed to `instant_query_with`/`range_query_with` is set; the HTTP server
+//! sets it when the client goes away.
 //!
 //! Architecture Invariant: this crate reads storage only through `model::Queryable`, always
 //! with an explicit tenant, and never imports `storage`. It knows nothing of HTTP or JSON:
@@ -39,11 +47,12 @@
 //! `Annotations`, failures are the one `Error` enum.
 //!
 //! Architecture Invariant: no panic is reachable from query text. Time arithmetic saturates,
-//! every loop over steps checks the deadline, and held samples are counted against
+//! every loop over steps checks the deadline and the cancel handle, and held samples are counted against
 //! `EngineOptions::max_samples`.
 
 mod aggregate;
 mod binary;
+mod cancel;
 mod duration_expr;
 mod engine;
 mod error;
@@ -57,6 +66,7 @@ mod value;
 pub mod promqltest;
 pub mod testing;
 
+pub use cancel::{Cancel, CancelOnDrop};
 pub use engine::{Engine, EngineOptions};
 pub use error::Error;
 pub use value::{Annotations, HistogramPoint, Point, QueryResult, Sample, Series, Value};

@@ -74,6 +74,20 @@ impl Annotations {
         }
     }
 
+    /// Adds `other`'s messages that are not here yet, after these (first-seen order).
+    pub(crate) fn merge(&mut self, other: Annotations) {
+        for w in other.warnings {
+            if !self.warnings.contains(&w) {
+                self.warnings.push(w);
+            }
+        }
+        for i in other.infos {
+            if !self.infos.contains(&i) {
+                self.infos.push(i);
+            }
+        }
+    }
+
     pub(crate) fn info(&mut self, msg: String) {
         let msg = format!("PromQL info: {msg}");
         if !self.infos.contains(&msg) {

@@ -1,7 +1,8 @@
 //! Runs the upstream PromQL test scripts (`../../../shared/promql-tests` from this crate, or
 //! `PROMQL_TESTS_DIR`) against the in-memory backend, one #[test] per file: every file with
 //! the options of Prometheus' own runner, and the files that need no experimental feature
-//! again with the default options. Known failures live in `skip.txt` with a reason each; a
+//! again with the default options, and every file once more with every range query split
+//! across threads (the parallel path must give the single thread's answers). Known failures live in `skip.txt` with a reason each; a
 //! skipped case that passes fails the test, so the list only shrinks.
 
 use std::path::PathBuf;
@@ -32,6 +33,12 @@ fn check(file: &str) {
 /// Runs `file` with `EngineOptions::default()`, as a server runs queries.
 fn check_default(file: &str) {
     check_with(file, &EngineOptions::default());
+}
+
+/// Runs `file` with every range query of two or more steps per worker split across threads.
+fn check_parallel(file: &str) {
+    let opts = EngineOptions { parallel_workers: 2, parallel_min_work: 0, ..upstream_options() };
+    check_with(file, &opts);
 }
 
 fn check_with(file: &str, opts: &EngineOptions) {
@@ -103,5 +110,30 @@ mod default_options {
         staleness => "staleness.test",
         subquery => "subquery.test",
         trig_functions => "trig_functions.test",
+    }
+}
+
+// Every script again, range queries split across two threads whatever their size.
+mod parallel {
+    use super::check_parallel;
+
+    files! { check_parallel:
+        aggregators => "aggregators.test",
+        at_modifier => "at_modifier.test",
+        collision => "collision.test",
+        duration_expression => "duration_expression.test",
+        functions => "functions.test",
+        histograms => "histograms.test",
+        limit => "limit.test",
+        literals => "literals.test",
+        name_label_dropping => "name_label_dropping.test",
+        native_histograms => "native_histograms.test",
+        operators => "operators.test",
+        range_queries => "range_queries.test",
+        selectors => "selectors.test",
+        staleness => "staleness.test",
+        subquery => "subquery.test",
+        trig_functions => "trig_functions.test",
+        type_and_unit => "type_and_unit.test",
     }
 }

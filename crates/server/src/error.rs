@@ -15,6 +15,9 @@ pub enum ApiError {
     /// 503 timeout.
     #[error("{0}")]
     Timeout(String),
+    /// 503 canceled: the query was stopped (its client went away).
+    #[error("{0}")]
+    Canceled(String),
     /// 503 unavailable: not ready yet (WAL replay) or shutting down.
     #[error("{0}")]
     Unavailable(String),
@@ -40,7 +43,9 @@ impl ApiError {
         match self {
             ApiError::BadData(_) => StatusCode::BAD_REQUEST,
             ApiError::Execution(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::Timeout(_) | ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Timeout(_) | ApiError::Canceled(_) | ApiError::Unavailable(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
@@ -56,6 +61,7 @@ impl ApiError {
             | ApiError::UnsupportedMediaType(_) => "bad_data",
             ApiError::Execution(_) | ApiError::TooManyRequests(_) => "execution",
             ApiError::Timeout(_) => "timeout",
+            ApiError::Canceled(_) => "canceled",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::NotFound(_) => "not_found",
             ApiError::Internal(_) => "internal",
@@ -68,7 +74,7 @@ impl From<model::SeamError> for ApiError {
         match e {
             model::SeamError::Storage(m) => ApiError::Internal(m),
             model::SeamError::Limit(m) => ApiError::Execution(m),
-            model::SeamError::Canceled => ApiError::Unavailable("query canceled".into()),
+            model::SeamError::Canceled => ApiError::Canceled("query canceled".into()),
         }
     }
 }
@@ -83,6 +89,7 @@ impl From<promql::Error> for ApiError {
                 ApiError::Execution(e.to_string())
             }
             promql::Error::Timeout(_) => ApiError::Timeout(e.to_string()),
+            promql::Error::Canceled => ApiError::Canceled(e.to_string()),
             promql::Error::Storage(s) => s.into(),
         }
     }

@@ -2,6 +2,7 @@
 
 pub mod ingest;
 pub mod peers;
+pub mod promql;
 pub mod query;
 pub mod storage;
 pub mod workload;
@@ -14,6 +15,8 @@ pub enum BenchCommand {
     Ingest(ingest::IngestArgs),
     /// Dashboard query latency; `--compare` runs it against promlake and Prometheus.
     Query(query::QueryArgs),
+    /// PromQL query latency and RSS growth over memory and real storage, by worker count.
+    Promql(promql::PromqlArgs),
 }
 
 pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
@@ -21,5 +24,6 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Storage(a) => storage::run(&a).map(|_| ()),
         BenchCommand::Ingest(a) => ingest::run(&a).map(|_| ()),
         BenchCommand::Query(a) => query::run(&a).map(|_| ()),
+        BenchCommand::Promql(a) => promql::run(&a).map(|_| ()),
     }
 }

@@ -85,8 +85,10 @@ pub(crate) fn over_matrix(
         .filter_map(|s| {
             let (labels, drop) = if keep {
                 (s.labels.clone(), s.drop)
+            } else if meta.delayed {
+                (s.labels.clone(), true)
             } else {
-                (drop_name(&s.labels, meta), meta.delayed)
+                (s.dropped.clone().unwrap_or_else(|| drop_name(&s.labels, meta)), false)
             };
             let (v, h) = match f(s)? {
                 Out::F(v) => (v, None),

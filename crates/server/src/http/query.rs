@@ -5,7 +5,7 @@ use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
-use promql::Value;
+use promql::{Cancel, CancelOnDrop, Value};
 use serde_json::{Value as Json, json};
 
 use super::{Params, SharedState, blocking, parse_time, tenant};
@@ -125,6 +125,25 @@ fn query_text(p: &Params) -> Result<String, ApiError> {
     }
 }
 
+/// A cancellation handle for the blocking evaluation and the guard that sets it. The handler
+/// future owns the guard: when axum drops the future because the client disconnected, the
+/// guard cancels the query, which stops at its next step instead of running to the end.
+fn cancel_on_drop() -> (Cancel, CancelOnDrop) {
+    let c = Cancel::new();
+    (c.clone(), CancelOnDrop(c))
+}
+
+/// Logs a query stopped by its client going away (nobody is left to receive the error).
+fn log_canceled(
+    r: Result<promql::QueryResult, promql::Error>,
+    query: &str,
+) -> Result<promql::QueryResult, promql::Error> {
+    if let Err(promql::Error::Canceled) = &r {
+        tracing::info!(query, "query canceled: the client went away");
+    }
+    r
+}
+
 pub async fn instant(
     State(s): State<SharedState>,
     headers: HeaderMap,
@@ -136,7 +155,12 @@ pub async fn instant(
     let t = p.get("time").map(|v| parse_time("time", v)).transpose()?.unwrap_or_else(now_ms);
     let (tenant, db) = (tenant(&headers)?, s.db()?);
     let engine = s.engine.clone();
-    let res = blocking(move || Ok(engine.instant_query(&*db, &tenant, &query, t)?)).await?;
+    let (cancel, _guard) = cancel_on_drop();
+    let res = blocking(move || {
+        let r = engine.instant_query_with(&*db, &tenant, &query, t, &cancel);
+        Ok(log_canceled(r, &query)?)
+    })
+    .await?;
     Ok(respond(res))
 }
 
@@ -171,8 +195,12 @@ pub async fn range(
     }
     let (tenant, db) = (tenant(&headers)?, s.db()?);
     let engine = s.engine.clone();
-    let res =
-        blocking(move || Ok(engine.range_query(&*db, &tenant, &query, start, end, step)?)).await?;
+    let (cancel, _guard) = cancel_on_drop();
+    let res = blocking(move || {
+        let r = engine.range_query_with(&*db, &tenant, &query, start, end, step, &cancel);
+        Ok(log_canceled(r, &query)?)
+    })
+    .await?;
     Ok(respond(res))
 }
 
@@ -194,7 +222,45 @@ pub async fn buildinfo() -> Response {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
     use super::*;
+    use crate::config::Config;
+    use crate::http::AppState;
+
+    /// The handler future dropped mid-query (as axum drops it when the client disconnects)
+    /// stops the blocking evaluation: shutting the runtime down waits for blocking tasks, so
+    /// it returns promptly only if the query stopped.
+    #[test]
+    fn a_dropped_request_stops_its_query() {
+        let dir = std::env::temp_dir().join(format!(
+            "promlake-cancel-test-{}-{:?}",
+            std::process::id(),
+            Instant::now()
+        ));
+        let mut config = Config { data_dir: dir.clone(), ..Config::default() };
+        config.query.timeout = Duration::from_secs(60);
+        config.query.max_samples = usize::MAX;
+        let state = Arc::new(AppState::new(config));
+        state.open_storage();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_time()
+            .build()
+            .unwrap();
+        // Billions of subquery steps: a minute (the timeout) of work if nobody stops it.
+        let q = "query=count_over_time(vector(1)[1y:1ms])&time=0";
+        let request =
+            instant(State(state), HeaderMap::new(), RawQuery(Some(q.into())), Bytes::new());
+        let r =
+            rt.block_on(async { tokio::time::timeout(Duration::from_millis(300), request).await });
+        assert!(r.is_err(), "the query should still be running after 300 ms");
+        let dropped = Instant::now();
+        drop(rt);
+        assert!(dropped.elapsed() < Duration::from_secs(5), "took {:?}", dropped.elapsed());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn values_and_times_format_like_prometheus() {
