@@ -10,10 +10,10 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use model::{Interner, WriteBatch};
 
-use super::peers::{Peer, cpu_seconds, free_port};
+use super::peers::{Peer, cpu_seconds};
 use super::workload::Workload;
 
 #[derive(clap::Args, Clone, Debug)]
@@ -181,54 +181,6 @@ pub fn run_load(
     })
 }
 
-/// Starts this binary's `serve` on a fresh data dir (fsync on, the default).
-struct OwnServer {
-    child: std::process::Child,
-    url: String,
-    _dir: tempfile::TempDir,
-}
-
-impl OwnServer {
-    fn start() -> Result<OwnServer> {
-        let dir = tempfile::tempdir()?;
-        let port = free_port()?;
-        let child = std::process::Command::new(std::env::current_exe()?)
-            .args([
-                "serve",
-                "--http-listen",
-                &format!("127.0.0.1:{port}"),
-                "--grpc-listen",
-                "127.0.0.1:0",
-                "--data-dir",
-            ])
-            .arg(dir.path().join("data"))
-            .env("PROMLAKE_LOG", "warn")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .context("starting promlake serve")?;
-        let s = OwnServer { child, url: format!("http://127.0.0.1:{port}"), _dir: dir };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let client = reqwest::blocking::Client::new();
-        while !client
-            .get(format!("{}/-/ready", s.url))
-            .send()
-            .is_ok_and(|r| r.status().is_success())
-        {
-            anyhow::ensure!(Instant::now() < deadline, "promlake did not become ready");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Ok(s)
-    }
-}
-
-impl Drop for OwnServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 pub fn run(args: &IngestArgs) -> Result<Vec<IngestFigures>> {
     eprintln!(
         "encoding {} series x {} scrapes in requests of {} samples...",
@@ -245,14 +197,14 @@ pub fn run(args: &IngestArgs) -> Result<Vec<IngestFigures>> {
     let mut rows = Vec::new();
     if args.compare {
         {
-            let own = OwnServer::start()?;
+            let own = Peer::promlake()?;
             eprintln!("promlake: sending");
             rows.push(run_load(
                 "promlake",
                 &format!("{}/api/v1/write", own.url),
                 &payloads,
                 args,
-                Some(own.child.id()),
+                Some(own.pid()),
             )?);
         }
         {

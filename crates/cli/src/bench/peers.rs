@@ -65,6 +65,50 @@ impl Peer {
         Ok(p)
     }
 
+    /// This binary's `serve` on a fresh data dir (WAL fsync on, the default).
+    pub fn promlake() -> Result<Peer> {
+        let dir = tempfile::tempdir()?;
+        let port = free_port()?;
+        let child = Command::new(std::env::current_exe()?)
+            .args([
+                "serve",
+                "--http-listen",
+                &format!("127.0.0.1:{port}"),
+                "--grpc-listen",
+                "127.0.0.1:0",
+                "--data-dir",
+            ])
+            .arg(dir.path().join("data"))
+            .env("PROMLAKE_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting promlake serve")?;
+        let p = Peer { name: "promlake", child, url: format!("http://127.0.0.1:{port}"), dir };
+        p.wait_http("/-/ready")?;
+        Ok(p)
+    }
+
+    /// Debian's Prometheus with the remote-write receiver on and no scrape targets.
+    pub fn prometheus_receiver() -> Result<Peer> {
+        let bin = ensure_binary("prometheus", "prometheus")?;
+        let dir = tempfile::tempdir()?;
+        let port = free_port()?;
+        std::fs::write(dir.path().join("p.yml"), "global: {}\n")?;
+        let child = Command::new(bin)
+            .arg(format!("--config.file={}", dir.path().join("p.yml").display()))
+            .arg(format!("--storage.tsdb.path={}", dir.path().join("tsdb").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg("--web.enable-remote-write-receiver")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting prometheus")?;
+        let p = Peer { name: "prometheus", child, url: format!("http://127.0.0.1:{port}"), dir };
+        p.wait_http("/-/ready")?;
+        Ok(p)
+    }
+
     pub fn wait_http(&self, path: &str) -> Result<()> {
         let deadline = Instant::now() + Duration::from_secs(30);
         let client = reqwest::blocking::Client::new();

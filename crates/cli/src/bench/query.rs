@@ -6,10 +6,10 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use model::WriteBatch;
 
-use super::peers::{ensure_binary, free_port};
+use super::peers::Peer;
 use super::workload::Workload;
 
 #[derive(clap::Args, Clone, Debug)]
@@ -122,72 +122,6 @@ pub fn run_queries(system: &str, base: &str, end_s: f64, args: &QueryArgs) -> Re
     })
 }
 
-/// A child process and the temporary data dir it owns (removed when dropped).
-struct Proc {
-    child: std::process::Child,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn wait_ready(url: &str) -> Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let c = reqwest::blocking::Client::new();
-    while !c.get(format!("{url}/-/ready")).send().is_ok_and(|r| r.status().is_success()) {
-        anyhow::ensure!(Instant::now() < deadline, "{url} not ready within 60s");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Ok(())
-}
-
-fn start_promlake() -> Result<(Proc, String)> {
-    let dir = tempfile::tempdir()?;
-    let port = free_port()?;
-    let child = std::process::Command::new(std::env::current_exe()?)
-        .args([
-            "serve",
-            "--http-listen",
-            &format!("127.0.0.1:{port}"),
-            "--grpc-listen",
-            "127.0.0.1:0",
-            "--data-dir",
-        ])
-        .arg(dir.path().join("data"))
-        .env("PROMLAKE_LOG", "warn")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()?;
-    let url = format!("http://127.0.0.1:{port}");
-    let p = Proc { child, _dir: dir };
-    wait_ready(&url)?;
-    Ok((p, url))
-}
-
-fn start_prometheus() -> Result<(Proc, String)> {
-    let bin = ensure_binary("prometheus", "prometheus")?;
-    let dir = tempfile::tempdir()?;
-    let port = free_port()?;
-    std::fs::write(dir.path().join("p.yml"), "global: {}\n")?;
-    let child = std::process::Command::new(bin)
-        .arg(format!("--config.file={}", dir.path().join("p.yml").display()))
-        .arg(format!("--storage.tsdb.path={}", dir.path().join("tsdb").display()))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .arg("--web.enable-remote-write-receiver")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .context("starting prometheus")?;
-    let url = format!("http://127.0.0.1:{port}");
-    let p = Proc { child, _dir: dir };
-    wait_ready(&url)?;
-    Ok((p, url))
-}
-
 /// Writes the identical data into every URL, scrape by scrape (each system sees time order).
 fn load(urls: &[&str], args: &QueryArgs) -> Result<f64> {
     let now =
@@ -223,8 +157,9 @@ fn load(urls: &[&str], args: &QueryArgs) -> Result<f64> {
 pub fn run(args: &QueryArgs) -> Result<Vec<QueryFigures>> {
     let mut rows = Vec::new();
     if args.compare {
-        let (_pl, pl_url) = start_promlake()?;
-        let (_pr, pr_url) = start_prometheus()?;
+        let pl = Peer::promlake()?;
+        let pr = Peer::prometheus_receiver()?;
+        let (pl_url, pr_url) = (pl.url.clone(), pr.url.clone());
         let end = load(&[&pl_url, &pr_url], args)?;
         // Both systems idle and settled before timing.
         std::thread::sleep(Duration::from_secs(2));

@@ -2,7 +2,7 @@
 
 use model::{Labels, Sample, SeriesWrite, WriteBatch};
 
-use crate::{Promlake, client};
+use crate::Promlake;
 
 fn python() -> String {
     std::env::var("PROMLAKE_TEST_PYTHON").unwrap_or_else(|_| "python3".into())
@@ -33,16 +33,7 @@ fn duckdb_reads_an_export_with_matching_count_and_sum() {
             ..Default::default()
         });
     }
-    let body =
-        wire::snappy::compress(&wire::encode_write_v1(&WriteBatch { series, metadata: vec![] }));
-    let r = client()
-        .post(format!("{}/api/v1/write", p.url))
-        .header("content-type", "application/x-protobuf")
-        .header("content-encoding", "snappy")
-        .body(body)
-        .send()
-        .unwrap();
-    assert_eq!(r.status(), 204);
+    crate::remote_write(&p.url, None, &WriteBatch { series, metadata: vec![] });
     // Half in a block, half in the head: export reads across both.
     assert_eq!(p.post("/api/v1/admin/tsdb/flush", "").0, 200);
     let out = p.dir.path().join("export.parquet");

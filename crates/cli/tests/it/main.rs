@@ -147,6 +147,21 @@ impl Drop for Promlake {
     }
 }
 
+/// Remote-writes `batch` (1.0, snappy) to `url`, optionally as `tenant`; asserts a 2xx.
+pub fn remote_write(url: &str, tenant: Option<&str>, batch: &model::WriteBatch) {
+    let body = wire::snappy::compress(&wire::encode_write_v1(batch));
+    let mut r = client()
+        .post(format!("{url}/api/v1/write"))
+        .header("content-type", "application/x-protobuf")
+        .header("content-encoding", "snappy")
+        .header("x-prometheus-remote-write-version", "0.1.0");
+    if let Some(t) = tenant {
+        r = r.header("x-scope-orgid", t);
+    }
+    let r = r.body(body).send().unwrap();
+    assert!(r.status().is_success(), "{url}: {} {}", r.status(), r.text().unwrap_or_default());
+}
+
 pub fn client() -> reqwest::blocking::Client {
     reqwest::blocking::Client::builder().timeout(Duration::from_secs(30)).build().unwrap()
 }

@@ -47,16 +47,7 @@ impl Drop for Prometheus {
 }
 
 fn write(url: &str, batch: &WriteBatch) {
-    let body = wire::snappy::compress(&wire::encode_write_v1(batch));
-    let r = client()
-        .post(format!("{url}/api/v1/write"))
-        .header("content-type", "application/x-protobuf")
-        .header("content-encoding", "snappy")
-        .header("x-prometheus-remote-write-version", "0.1.0")
-        .body(body)
-        .send()
-        .unwrap();
-    assert!(r.status().is_success(), "{url}: {} {}", r.status(), r.text().unwrap_or_default());
+    crate::remote_write(url, None, batch);
 }
 
 /// 30 minutes of node-like data at 15 s ending at `end`: counters, gauges, histogram buckets.

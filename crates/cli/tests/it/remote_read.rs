@@ -8,19 +8,7 @@ use wire::proto::prompb;
 
 use crate::{Daemon, Promlake, client, json, now_ms};
 
-fn write(url: &str, tenant: Option<&str>, batch: &WriteBatch) {
-    let body = wire::snappy::compress(&wire::encode_write_v1(batch));
-    let mut r = client()
-        .post(format!("{url}/api/v1/write"))
-        .header("content-type", "application/x-protobuf")
-        .header("content-encoding", "snappy")
-        .header("x-prometheus-remote-write-version", "0.1.0");
-    if let Some(t) = tenant {
-        r = r.header("x-scope-orgid", t);
-    }
-    let r = r.body(body).send().unwrap();
-    assert!(r.status().is_success(), "{url}: {} {}", r.status(), r.text().unwrap_or_default());
-}
+use crate::remote_write as write;
 
 fn series(pairs: &[(&str, &str)], samples: Vec<Sample>) -> SeriesWrite {
     SeriesWrite {

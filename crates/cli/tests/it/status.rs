@@ -2,7 +2,7 @@
 
 use model::{Labels, Sample, SeriesWrite, WriteBatch};
 
-use crate::{Promlake, client, json};
+use crate::{Promlake, json};
 
 /// GETs `path` and checks the status and that `pointer` (a JSON pointer into the body) holds
 /// `expected`.
@@ -28,16 +28,7 @@ fn status_endpoints_answer_like_prometheus() {
             ..Default::default()
         })
         .collect();
-    let body =
-        wire::snappy::compress(&wire::encode_write_v1(&WriteBatch { series, metadata: vec![] }));
-    let r = client()
-        .post(format!("{}/api/v1/write", p.url))
-        .header("content-type", "application/x-protobuf")
-        .header("content-encoding", "snappy")
-        .body(body)
-        .send()
-        .unwrap();
-    assert_eq!(r.status(), 204);
+    crate::remote_write(&p.url, None, &WriteBatch { series, metadata: vec![] });
     use serde_json::json as j;
     check(&p, "/api/v1/status/tsdb", 200, "/data/headStats/numSeries", j!(6));
     check(
