@@ -509,9 +509,7 @@ impl Head {
         mut accepted: impl FnMut(i64, f64),
     ) -> (usize, Vec<(RejectReason, usize)>) {
         let ooo_min = if lenient { None } else { Some(self.ooo_min()) };
-        let mut stored = 0;
-        let mut rejected: Vec<(RejectReason, usize)> = Vec::new();
-        let (mut lo, mut hi) = (i64::MAX, i64::MIN);
+        let mut tally = Tally::default();
         {
             let mut d = s.data.lock();
             for smp in samples {
@@ -522,25 +520,15 @@ impl Head {
                 };
                 match r {
                     Ok(true) => {
-                        stored += 1;
-                        lo = lo.min(smp.t);
-                        hi = hi.max(smp.t);
+                        tally.stored(smp.t);
                         accepted(smp.t, smp.v);
                     }
                     Ok(false) => {}
-                    Err(r) => match rejected.iter_mut().find(|(x, _)| same_kind(x, &r)) {
-                        Some(e) => e.1 += 1,
-                        None => rejected.push((r, 1)),
-                    },
+                    Err(r) => tally.reject(r),
                 }
             }
         }
-        if stored > 0 {
-            self.min_t.fetch_min(lo, Ordering::AcqRel);
-            self.max_t.fetch_max(hi, Ordering::AcqRel);
-            self.appended_samples.fetch_add(stored as u64, Ordering::Relaxed);
-        }
-        (stored, rejected)
+        tally.publish(self)
     }
 
     /// Appends histogram samples to one series; returns (stored, rejected-with-reason) counts.
@@ -553,33 +541,21 @@ impl Head {
         mut accepted: impl FnMut(i64, &'h FloatHistogram),
     ) -> (usize, Vec<(RejectReason, usize)>) {
         let ooo_min = if lenient { None } else { Some(self.ooo_min()) };
-        let mut stored = 0;
-        let mut rejected: Vec<(RejectReason, usize)> = Vec::new();
-        let (mut lo, mut hi) = (i64::MAX, i64::MIN);
+        let mut tally = Tally::default();
         {
             let mut d = s.data.lock();
             for (t, h) in histograms {
                 match d.append_histogram(*t, h, ooo_min) {
                     Ok(true) => {
-                        stored += 1;
-                        lo = lo.min(*t);
-                        hi = hi.max(*t);
+                        tally.stored(*t);
                         accepted(*t, h);
                     }
                     Ok(false) => {}
-                    Err(r) => match rejected.iter_mut().find(|(x, _)| same_kind(x, &r)) {
-                        Some(e) => e.1 += 1,
-                        None => rejected.push((r, 1)),
-                    },
+                    Err(r) => tally.reject(r),
                 }
             }
         }
-        if stored > 0 {
-            self.min_t.fetch_min(lo, Ordering::AcqRel);
-            self.max_t.fetch_max(hi, Ordering::AcqRel);
-            self.appended_samples.fetch_add(stored as u64, Ordering::Relaxed);
-        }
-        (stored, rejected)
+        tally.publish(self)
     }
 
     pub fn select_ids(&self, matchers: &[Matcher]) -> RoaringBitmap {
@@ -699,8 +675,45 @@ impl Head {
     }
 }
 
-fn same_kind(a: &RejectReason, b: &RejectReason) -> bool {
-    std::mem::discriminant(a) == std::mem::discriminant(b)
+/// What one append to one series stored and rejected, published to the head once at the end.
+struct Tally {
+    stored: usize,
+    rejected: Vec<(RejectReason, usize)>,
+    lo: i64,
+    hi: i64,
+}
+
+impl Default for Tally {
+    fn default() -> Self {
+        Tally { stored: 0, rejected: Vec::new(), lo: i64::MAX, hi: i64::MIN }
+    }
+}
+
+impl Tally {
+    fn stored(&mut self, t: i64) {
+        self.stored += 1;
+        self.lo = self.lo.min(t);
+        self.hi = self.hi.max(t);
+    }
+
+    /// Counts a rejection under the first reason of its kind.
+    fn reject(&mut self, r: RejectReason) {
+        let kind = std::mem::discriminant(&r);
+        match self.rejected.iter_mut().find(|(x, _)| std::mem::discriminant(x) == kind) {
+            Some(e) => e.1 += 1,
+            None => self.rejected.push((r, 1)),
+        }
+    }
+
+    /// Widens the head's time range and counters; returns (stored, rejections).
+    fn publish(self, head: &Head) -> (usize, Vec<(RejectReason, usize)>) {
+        if self.stored > 0 {
+            head.min_t.fetch_min(self.lo, Ordering::AcqRel);
+            head.max_t.fetch_max(self.hi, Ordering::AcqRel);
+            head.appended_samples.fetch_add(self.stored as u64, Ordering::Relaxed);
+        }
+        (self.stored, self.rejected)
+    }
 }
 
 #[cfg(test)]
