@@ -94,14 +94,21 @@ fn load_config(path: Option<&PathBuf>) -> Result<server::Config> {
 }
 
 fn main() -> Result<()> {
+    let cli = Cli::parse();
+    // The script runner's output is its per-file lines: storage's info logs (a tenant opened,
+    // a block written, for every file) would drown them.
+    let default_level = match cli.command {
+        Command::Promqltest { .. } => "warn",
+        _ => "info",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("PROMLAKE_LOG")
-                .unwrap_or_else(|_| "info".into()),
+                .unwrap_or_else(|_| default_level.into()),
         )
         .with_writer(std::io::stderr)
         .init();
-    match Cli::parse().command {
+    match cli.command {
         Command::Serve { config, data_dir, http_listen, grpc_listen } => {
             let mut cfg = load_config(config.as_ref())?;
             if let Some(d) = data_dir {

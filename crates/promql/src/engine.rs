@@ -285,11 +285,13 @@ impl Engine {
 
     /// Parses `query` as this engine accepts it (with duration expressions if enabled).
     pub(crate) fn parse(&self, query: &str) -> Result<Expr> {
-        if self.opts.enable_duration_expressions {
-            parse(&crate::duration_expr::fold(query))
+        let expr = if self.opts.enable_duration_expressions {
+            parse(&crate::duration_expr::fold(query))?
         } else {
-            parse(query)
-        }
+            parse(query)?
+        };
+        crate::go_string::check(query, &expr)?;
+        Ok(expr)
     }
 
     fn evaluator(&self, start: Timestamp, end: Timestamp, cancel: &Cancel) -> Evaluator<'_> {

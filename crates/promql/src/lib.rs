@@ -59,6 +59,7 @@ mod error;
 mod eval;
 mod float;
 mod functions;
+mod go_string;
 mod hash;
 mod histogram;
 mod value;
