@@ -281,6 +281,39 @@ fn pin_at(expr: &Expr, at: i64) -> Option<Expr> {
     if walk(&mut e, when) { Some(e) } else { None }
 }
 
+/// A `load` may list a series twice with a sample at the same time in both: upstream's test
+/// storage keeps the later one (aggregators.test loads `data{test="inf3",point="d"}` as `Inf`
+/// and then `-Inf`). Merge repeated series so that every backend sees one series whose later
+/// samples replace earlier ones at equal timestamps, rather than relying on how a backend
+/// treats a duplicate timestamp (real storage rejects the second value).
+fn merge_repeated_series(batch: &mut WriteBatch) {
+    use std::collections::{BTreeMap, HashMap};
+    let mut first: HashMap<model::Labels, usize> = HashMap::new();
+    let mut merged: Vec<SeriesWrite> = Vec::with_capacity(batch.series.len());
+    for s in std::mem::take(&mut batch.series) {
+        match first.get(&s.labels) {
+            None => {
+                first.insert(s.labels.clone(), merged.len());
+                merged.push(s);
+            }
+            Some(&i) => {
+                let into = &mut merged[i];
+                let mut samples: BTreeMap<i64, ModelSample> =
+                    into.samples.drain(..).map(|x| (x.t, x)).collect();
+                samples.extend(s.samples.into_iter().map(|x| (x.t, x)));
+                let mut histograms: BTreeMap<i64, _> = into.histograms.drain(..).collect();
+                histograms.extend(s.histograms);
+                for t in histograms.keys() {
+                    samples.remove(t);
+                }
+                into.samples = samples.into_values().collect();
+                into.histograms = histograms.into_iter().collect();
+            }
+        }
+    }
+    batch.series = merged;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -371,37 +404,4 @@ mod tests {
         assert_eq!(got[0], "skip: known");
         assert!(got[1].starts_with("fail: case in the skip list passes now"), "{got:?}");
     }
-}
-
-/// A `load` may list a series twice with a sample at the same time in both: upstream's test
-/// storage keeps the later one (aggregators.test loads `data{test="inf3",point="d"}` as `Inf`
-/// and then `-Inf`). Merge repeated series so that every backend sees one series whose later
-/// samples replace earlier ones at equal timestamps, rather than relying on how a backend
-/// treats a duplicate timestamp (real storage rejects the second value).
-fn merge_repeated_series(batch: &mut WriteBatch) {
-    use std::collections::{BTreeMap, HashMap};
-    let mut first: HashMap<model::Labels, usize> = HashMap::new();
-    let mut merged: Vec<SeriesWrite> = Vec::with_capacity(batch.series.len());
-    for s in std::mem::take(&mut batch.series) {
-        match first.get(&s.labels) {
-            None => {
-                first.insert(s.labels.clone(), merged.len());
-                merged.push(s);
-            }
-            Some(&i) => {
-                let into = &mut merged[i];
-                let mut samples: BTreeMap<i64, ModelSample> =
-                    into.samples.drain(..).map(|x| (x.t, x)).collect();
-                samples.extend(s.samples.into_iter().map(|x| (x.t, x)));
-                let mut histograms: BTreeMap<i64, _> = into.histograms.drain(..).collect();
-                histograms.extend(s.histograms);
-                for t in histograms.keys() {
-                    samples.remove(t);
-                }
-                into.samples = samples.into_values().collect();
-                into.histograms = histograms.into_iter().collect();
-            }
-        }
-    }
-    batch.series = merged;
 }
