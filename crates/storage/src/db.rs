@@ -63,7 +63,13 @@ impl Db {
     }
 
     pub fn open_with(opts: Options, store: BlockStore, clock: Arc<dyn Clock>) -> Result<Db> {
-        let db = Db { opts, change_hook: RwLock::new(None), store, clock, tenants: RwLock::new(BTreeMap::new()) };
+        let db = Db {
+            opts,
+            change_hook: RwLock::new(None),
+            store,
+            clock,
+            tenants: RwLock::new(BTreeMap::new()),
+        };
         let mut found: Vec<TenantId> = db.store.tenants()?;
         if let Ok(rd) = std::fs::read_dir(db.opts.data_dir.join("wal")) {
             for e in rd.flatten() {
@@ -162,7 +168,12 @@ impl Db {
     }
 
     /// A consistent copy of one tenant's blocks under `dst` (a data directory layout).
-    pub fn snapshot(&self, tenant: &TenantId, dst: &std::path::Path, skip_head: bool) -> Result<usize> {
+    pub fn snapshot(
+        &self,
+        tenant: &TenantId,
+        dst: &std::path::Path,
+        skip_head: bool,
+    ) -> Result<usize> {
         std::fs::create_dir_all(dst).map_err(crate::error::StorageError::io(dst))?;
         match self.existing(tenant) {
             Some(t) => t.snapshot(dst, skip_head),

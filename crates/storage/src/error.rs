@@ -18,7 +18,9 @@ pub enum StorageError {
     Parquet(String),
     #[error("tombstones file {path} is corrupt: {reason}")]
     TombstonesCorrupt { path: PathBuf, reason: String },
-    #[error("tombstone limit of {limit} per tenant reached: wait for compaction or retention to drop old ones")]
+    #[error(
+        "tombstone limit of {limit} per tenant reached: wait for compaction or retention to drop old ones"
+    )]
     TooManyTombstones { limit: usize },
     #[error("storage is shutting down")]
     Closed,

@@ -446,7 +446,12 @@ impl TenantDb {
     /// Deletes the samples of series matching `matchers` in `[min_t, max_t]` by writing a
     /// tombstone (durable on return). The end is clamped to the tenant's newest sample, so
     /// later writes stay visible. Returns the range deleted, or `None` if nothing can match.
-    pub fn delete(&self, matchers: &[Matcher], min_t: i64, max_t: i64) -> Result<Option<(i64, i64)>> {
+    pub fn delete(
+        &self,
+        matchers: &[Matcher],
+        min_t: i64,
+        max_t: i64,
+    ) -> Result<Option<(i64, i64)>> {
         // Under the maintenance lock: no cut or merge is writing a block from an older list.
         let _m = self.maintenance.lock();
         let newest = self
@@ -469,7 +474,12 @@ impl TenantDb {
             .filter(|b| !b.select(matchers).is_empty())
             .map(|b| b.meta.ulid.clone())
             .collect();
-        self.tombstones.add(Tombstone { matchers: matchers.to_vec(), min_t, max_t, pending_blocks })?;
+        self.tombstones.add(Tombstone {
+            matchers: matchers.to_vec(),
+            min_t,
+            max_t,
+            pending_blocks,
+        })?;
         tracing::info!(tenant = %self.tenant, min_t, max_t, "series deleted (tombstone written)");
         Ok(Some((min_t, max_t)))
     }
@@ -483,13 +493,8 @@ impl TenantDb {
         }
         let pending: std::collections::BTreeSet<String> =
             self.tombstones.list().iter().flat_map(|t| t.pending_blocks.clone()).collect();
-        let to_rewrite: Vec<Arc<Block>> = self
-            .blocks
-            .read()
-            .iter()
-            .filter(|b| pending.contains(&b.meta.ulid))
-            .cloned()
-            .collect();
+        let to_rewrite: Vec<Arc<Block>> =
+            self.blocks.read().iter().filter(|b| pending.contains(&b.meta.ulid)).cloned().collect();
         for b in to_rewrite {
             self.merge(std::slice::from_ref(&b))?;
         }

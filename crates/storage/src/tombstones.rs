@@ -84,10 +84,8 @@ impl Tombstones {
     pub fn open(dir: &Path) -> Result<Tombstones> {
         let path = dir.join("tombstones");
         let list = match std::fs::read(&path) {
-            Ok(bytes) => decode(&bytes).map_err(|reason| StorageError::TombstonesCorrupt {
-                path: path.clone(),
-                reason,
-            })?,
+            Ok(bytes) => decode(&bytes)
+                .map_err(|reason| StorageError::TombstonesCorrupt { path: path.clone(), reason })?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
             Err(e) => return Err(StorageError::Io { path, source: e }),
         };
@@ -324,8 +322,18 @@ mod tests {
     fn hidden_ranges_filter_samples() {
         let l = Labels::from_pairs([("__name__", "up".to_string())]).unwrap();
         let list = vec![
-            Tombstone { matchers: vec![Matcher::eq("__name__", "up")], min_t: 10, max_t: 20, pending_blocks: vec![] },
-            Tombstone { matchers: vec![Matcher::eq("__name__", "down")], min_t: 0, max_t: 100, pending_blocks: vec![] },
+            Tombstone {
+                matchers: vec![Matcher::eq("__name__", "up")],
+                min_t: 10,
+                max_t: 20,
+                pending_blocks: vec![],
+            },
+            Tombstone {
+                matchers: vec![Matcher::eq("__name__", "down")],
+                min_t: 0,
+                max_t: 100,
+                pending_blocks: vec![],
+            },
         ];
         let h = hidden_in(&list, &l);
         let mut s: Vec<Sample> = (0..30).step_by(5).map(|t| Sample { t, v: 1.0 }).collect();

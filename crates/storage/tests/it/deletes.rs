@@ -11,18 +11,25 @@ use crate::{batch, dump, opts, tenant};
 fn instances(db: &Db) -> Vec<(String, usize)> {
     dump(db, &[Matcher::eq("job", "node")])
         .into_iter()
-        .map(|(l, s)| (l.split("instance=\"").nth(1).unwrap_or("").split('"').next().unwrap_or("").to_string(), s.len()))
+        .map(|(l, s)| {
+            (
+                l.split("instance=\"")
+                    .nth(1)
+                    .unwrap_or("")
+                    .split('"')
+                    .next()
+                    .unwrap_or("")
+                    .to_string(),
+                s.len(),
+            )
+        })
         .collect()
 }
 
 /// (when, expected samples per instance) after deleting host-1 in minutes [10, 19] and all
 /// of host-2.
 fn check(db: &Db, when: &str) {
-    assert_eq!(
-        instances(db),
-        vec![("host-0".into(), 60), ("host-1".into(), 50)],
-        "{when}"
-    );
+    assert_eq!(instances(db), vec![("host-0".into(), 60), ("host-1".into(), 50)], "{when}");
 }
 
 #[test]
@@ -41,8 +48,13 @@ fn deleted_series_stay_deleted_across_restart_flush_and_compaction() {
         }
         let c = changed.clone();
         db.set_change_hook(Arc::new(move |_, lo, hi| c.lock().push((lo, hi))));
-        db.delete_series(&tenant(), &[Matcher::eq("instance", "host-1")], 10 * 60_000, 19 * 60_000 + 1)
-            .unwrap_or_else(|e| panic!("{e}"));
+        db.delete_series(
+            &tenant(),
+            &[Matcher::eq("instance", "host-1")],
+            10 * 60_000,
+            19 * 60_000 + 1,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
         db.delete_series(&tenant(), &[Matcher::eq("instance", "host-2")], 0, i64::MAX).unwrap();
         check(&db, "right after the deletes");
         let t = db.tenant(&tenant()).unwrap();
