@@ -34,7 +34,7 @@ pub struct QueryConfig {
     /// Prometheus' `--storage.remote.read-sample-limit`); 0 means no limit.
     pub remote_read_sample_limit: usize,
     /// Most queries (`/api/v1/query`, `/api/v1/query_range`) evaluated at once (default 20,
-    /// as Prometheus' `--query.max-concurrency`).
+    /// as Prometheus' `--query.max-concurrency`; 0 is taken as 1).
     pub max_concurrent_queries: usize,
     /// Most queries waiting for a slot; beyond it a query is refused at once with 503
     /// (default 200).

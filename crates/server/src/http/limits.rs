@@ -191,45 +191,6 @@ pub fn json_response(body: Vec<u8>) -> axum::response::Response {
     ([(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn response_size_limit_names_the_limit() {
-        let v = serde_json::json!({"data": vec!["x".repeat(10); 100]});
-        assert!(json_body(&v, 0).is_ok());
-        let full = json_body(&v, 0).unwrap().len();
-        assert_eq!(json_body(&v, full).unwrap().len(), full);
-        let e = json_body(&v, full - 1).unwrap_err();
-        assert!(e.to_string().contains(&format!("query.max_response_bytes = {}", full - 1)), "{e}");
-        assert_eq!(e.status(), 422);
-    }
-
-    #[tokio::test]
-    async fn queue_beyond_its_bound_is_refused() {
-        let c = QueryConfig {
-            max_concurrent_queries: 1,
-            max_queued_queries: 1,
-            ..QueryConfig::default()
-        };
-        let a = Arc::new(Admission::new(&c));
-        let first = a.enter().await.unwrap();
-        let a2 = a.clone();
-        let queued = tokio::spawn(async move { a2.enter().await.map(|_| ()) });
-        tokio::task::yield_now().await;
-        while a.admitted.load(Ordering::Acquire) < 2 {
-            tokio::task::yield_now().await;
-        }
-        let e = a.enter().await.err().unwrap();
-        assert!(e.to_string().contains("query.max_queued_queries = 1"), "{e}");
-        assert_eq!(e.status(), 503);
-        drop(first);
-        queued.await.unwrap().unwrap();
-        assert_eq!(a.admitted.load(Ordering::Acquire), 0);
-    }
-}
-
 /// What one query measured, for `stats=` and the query metrics.
 pub struct QueryStats {
     pub queue_secs: f64,
@@ -321,5 +282,44 @@ pub async fn run(
             }
             Err(e)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn response_size_limit_names_the_limit() {
+        let v = serde_json::json!({"data": vec!["x".repeat(10); 100]});
+        assert!(json_body(&v, 0).is_ok());
+        let full = json_body(&v, 0).unwrap().len();
+        assert_eq!(json_body(&v, full).unwrap().len(), full);
+        let e = json_body(&v, full - 1).unwrap_err();
+        assert!(e.to_string().contains(&format!("query.max_response_bytes = {}", full - 1)), "{e}");
+        assert_eq!(e.status(), 422);
+    }
+
+    #[tokio::test]
+    async fn queue_beyond_its_bound_is_refused() {
+        let c = QueryConfig {
+            max_concurrent_queries: 1,
+            max_queued_queries: 1,
+            ..QueryConfig::default()
+        };
+        let a = Arc::new(Admission::new(&c));
+        let first = a.enter().await.unwrap();
+        let a2 = a.clone();
+        let queued = tokio::spawn(async move { a2.enter().await.map(|_| ()) });
+        tokio::task::yield_now().await;
+        while a.admitted.load(Ordering::Acquire) < 2 {
+            tokio::task::yield_now().await;
+        }
+        let e = a.enter().await.err().unwrap();
+        assert!(e.to_string().contains("query.max_queued_queries = 1"), "{e}");
+        assert_eq!(e.status(), 503);
+        drop(first);
+        queued.await.unwrap().unwrap();
+        assert_eq!(a.admitted.load(Ordering::Acquire), 0);
     }
 }
