@@ -42,7 +42,7 @@ pub struct QueryConfig {
     /// Most distinct series one query may select from storage (default 1,000,000; 0 means
     /// no limit); beyond it the query fails with 422.
     pub max_series: usize,
-    /// Largest JSON answer of a query, series or federate request, in bytes (default
+    /// Largest answer of a query, series, labels, label values or federate request, in bytes (default
     /// 536,870,912 = 512 MiB; 0 means no limit); beyond it the request fails with 422.
     pub max_response_bytes: usize,
 }

@@ -248,6 +248,17 @@ fn query_limits_name_themselves() {
     ));
     assert_eq!(c, 422, "{body}");
     assert!(body.contains("query.max_response_bytes = 2000"), "{body}");
+    let (c, body) = p.get("/api/v1/series?match[]=api_test_total");
+    assert_eq!(c, 200, "{body}");
+    let (c, body) = p.get(&format!(
+        "/api/v1/series?match[]=api_test_total&match[]={}",
+        urlencode("{__name__=~\".+\"}")
+    ));
+    assert_eq!(c, 200, "{body}");
+    remote_write(&p.url, None, &data(40, 1, now + 60_000));
+    let (c, body) = p.get("/api/v1/series?match[]=api_test_total");
+    assert_eq!(c, 422, "{body}");
+    assert!(body.contains("query.max_response_bytes = 2000"), "{body}");
     // One slot, no queue: a second query while a slow one runs is refused at once. (If a
     // probe holds the slot when the slow query arrives, the slow one is refused: try again.)
     let mut refused = false;
