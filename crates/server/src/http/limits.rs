@@ -215,6 +215,10 @@ impl QueryStats {
 
 /// The config name of the limit an error came from, if any (for `queries_rejected_total`).
 pub fn limit_of(e: &ApiError) -> Option<&'static str> {
+    // Only errors a limit produces: a parse error may quote query text naming anything.
+    if !matches!(e, ApiError::Execution(_) | ApiError::Timeout(_) | ApiError::Unavailable(_)) {
+        return None;
+    }
     let m = e.to_string();
     [
         "query.max_series",
