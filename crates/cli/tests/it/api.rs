@@ -164,9 +164,23 @@ fn delete_series_and_snapshot() {
     let p = Promlake::start(&[]);
     let now = now_ms();
     remote_write(&p.url, None, &data(3, 30, now));
+    remote_write(&p.url, Some("other"), &data(3, 30, now));
     let sum =
         |p: &Promlake| instant(p, "sum by (instance) (count_over_time(api_test_total[1h]))", now);
     assert_eq!(sum(&p).len(), 3);
+    let other_count = |p: &Promlake| {
+        let t = (now as f64 / 1000.0).to_string();
+        let body = client()
+            .get(format!("{}/api/v1/query", p.url))
+            .header("x-scope-orgid", "other")
+            .query(&[("query", "count(api_test_total)"), ("time", t.as_str())])
+            .send()
+            .unwrap()
+            .text()
+            .unwrap();
+        json(&body)["data"]["result"][0]["value"][1].clone()
+    };
+    assert_eq!(other_count(&p), "3");
     let (code, body) = p.post("/api/v1/admin/tsdb/delete_series", "");
     assert_eq!(code, 400, "{body}");
     assert!(body.contains("no match[] parameter provided"), "{body}");
@@ -187,6 +201,7 @@ fn delete_series_and_snapshot() {
     assert_eq!(code, 204);
     let want = vec![("i0".to_string(), "30".to_string()), ("i2".to_string(), "20".to_string())];
     assert_eq!(sum(&p), want, "right after the deletes");
+    assert_eq!(other_count(&p), "3", "another tenant's identical series are untouched");
     let p = p.restart(&[]);
     assert_eq!(sum(&p), want, "after kill -9 and WAL replay");
     let (code, _) = p.post("/api/v1/admin/tsdb/flush", "");
