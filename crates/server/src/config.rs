@@ -33,6 +33,18 @@ pub struct QueryConfig {
     /// Most samples one `SAMPLES` remote read answer may hold (default 50,000,000, as
     /// Prometheus' `--storage.remote.read-sample-limit`); 0 means no limit.
     pub remote_read_sample_limit: usize,
+    /// Most queries (`/api/v1/query`, `/api/v1/query_range`) evaluated at once (default 20,
+    /// as Prometheus' `--query.max-concurrency`; 0 is taken as 1).
+    pub max_concurrent_queries: usize,
+    /// Most queries waiting for a slot; beyond it a query is refused at once with 503
+    /// (default 200).
+    pub max_queued_queries: usize,
+    /// Most distinct series one query may select from storage (default 1,000,000; 0 means
+    /// no limit); beyond it the query fails with 422.
+    pub max_series: usize,
+    /// Largest answer of a query, series, labels, label values or federate request, in bytes (default
+    /// 536,870,912 = 512 MiB; 0 means no limit); beyond it the request fails with 422.
+    pub max_response_bytes: usize,
 }
 
 impl Default for QueryConfig {
@@ -42,6 +54,10 @@ impl Default for QueryConfig {
             max_samples: 50_000_000,
             timeout: Duration::from_secs(120),
             remote_read_sample_limit: 50_000_000,
+            max_concurrent_queries: 20,
+            max_queued_queries: 200,
+            max_series: 1_000_000,
+            max_response_bytes: 512 << 20,
         }
     }
 }
@@ -110,7 +126,7 @@ impl Config {
     pub fn to_toml(&self) -> String {
         let d = |d: Duration| format!("{:?}", humantime::format_duration(d).to_string());
         format!(
-            "data_dir = {:?}\nhttp_listen = {:?}\ngrpc_listen = {:?}\n\n[storage]\nblock_duration = {}\nretention = {}\nout_of_order_window = {}\nfsync = {}\nmaintenance_interval = {}\n\n[query]\nlookback_delta = {}\nmax_samples = {}\ntimeout = {}\nremote_read_sample_limit = {}\n",
+            "data_dir = {:?}\nhttp_listen = {:?}\ngrpc_listen = {:?}\n\n[storage]\nblock_duration = {}\nretention = {}\nout_of_order_window = {}\nfsync = {}\nmaintenance_interval = {}\n\n[query]\nlookback_delta = {}\nmax_samples = {}\ntimeout = {}\nremote_read_sample_limit = {}\nmax_concurrent_queries = {}\nmax_queued_queries = {}\nmax_series = {}\nmax_response_bytes = {}\n",
             self.data_dir.display().to_string(),
             self.http_listen,
             self.grpc_listen,
@@ -123,6 +139,10 @@ impl Config {
             self.query.max_samples,
             d(self.query.timeout),
             self.query.remote_read_sample_limit,
+            self.query.max_concurrent_queries,
+            self.query.max_queued_queries,
+            self.query.max_series,
+            self.query.max_response_bytes,
         )
     }
 
@@ -152,11 +172,13 @@ mod tests {
 
     #[test]
     fn effective_config_round_trips() {
-        let c = Config::from_toml("data_dir = \"/x\"\n[storage]\nretention = \"30d\"\nfsync = false\n[query]\ntimeout = \"90s\"\n").unwrap();
+        let c = Config::from_toml("data_dir = \"/x\"\n[storage]\nretention = \"30d\"\nfsync = false\n[query]\ntimeout = \"90s\"\nmax_series = 7\nmax_response_bytes = 1000\n").unwrap();
         let back = Config::from_toml(&c.to_toml()).unwrap();
         assert_eq!(back.to_toml(), c.to_toml());
         assert_eq!(back.storage.retention, Duration::from_secs(30 * 86400));
         assert_eq!(back.query.timeout, Duration::from_secs(90));
+        assert_eq!((back.query.max_series, back.query.max_response_bytes), (7, 1000));
+        assert_eq!(back.query.max_concurrent_queries, 20);
         assert!(!back.storage.fsync);
     }
 

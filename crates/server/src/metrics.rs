@@ -28,6 +28,18 @@ pub struct ResponseTypeLabels {
     pub response_type: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct QueryLabels {
+    /// `instant` or `range`.
+    pub endpoint: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LimitLabels {
+    /// The config name of the limit, e.g. `query.max_series`.
+    pub limit: String,
+}
+
 pub struct Metrics {
     pub registry: Registry,
     /// `promlake_ingested_samples_total{tenant}`: samples stored.
@@ -57,6 +69,45 @@ pub struct Metrics {
     pub compactions: Family<TenantLabels, Gauge>,
     /// `promlake_remote_read_queries_total{response_type}`: remote read queries answered.
     pub remote_read_queries: Family<ResponseTypeLabels, Counter>,
+    /// `promlake_query_duration_seconds{endpoint}`: PromQL evaluation, queue wait excluded.
+    pub query_duration: Family<QueryLabels, Histogram>,
+    /// `promlake_query_samples_loaded{endpoint}`: samples read from storage per query.
+    pub query_samples: Family<QueryLabels, Histogram>,
+    /// `promlake_queries_rejected_total{limit}`: requests refused or stopped by a limit.
+    pub queries_rejected: Family<LimitLabels, Counter>,
+    /// `promlake_head_chunks{tenant}`: head chunks (open and closed), at scrape.
+    pub head_chunks: Family<TenantLabels, Gauge>,
+    /// `promlake_wal_fsync_duration_seconds{tenant}`, read from storage at scrape.
+    wal_fsync: std::sync::Arc<WalFsyncCollector>,
+}
+
+/// Encodes each tenant's WAL fsync latency (plain atomics in storage) as a histogram.
+#[derive(Debug, Default)]
+struct WalFsyncCollector {
+    db: parking_lot::Mutex<Option<std::sync::Weak<storage::Db>>>,
+}
+
+impl prometheus_client::collector::Collector for WalFsyncCollector {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::DescriptorEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        let Some(db) = self.db.lock().as_ref().and_then(|w| w.upgrade()) else { return Ok(()) };
+        let mut family = encoder.encode_descriptor(
+            "wal_fsync_duration_seconds",
+            "WAL fsync latency",
+            None,
+            prometheus_client::metrics::MetricType::Histogram,
+        )?;
+        for t in db.tenants() {
+            let (sum, count, buckets) = t.wal().fsync_latency.snapshot();
+            let l = TenantLabels { tenant: t.tenant.to_string() };
+            family.encode_family(&l)?.encode_histogram::<prometheus_client::encoding::NoLabelSet>(
+                sum, count, &buckets, None,
+            )?;
+        }
+        Ok(())
+    }
 }
 
 impl Default for Metrics {
@@ -122,8 +173,43 @@ impl Metrics {
             "Remote read queries, by response type (samples, streamed_xor_chunks)",
             remote_read_queries.clone(),
         );
+        let query_duration = Family::<QueryLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+        });
+        registry.register(
+            "query_duration_seconds",
+            "PromQL query evaluation latency by endpoint (instant, range), queue wait excluded",
+            query_duration.clone(),
+        );
+        let query_samples = Family::<QueryLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(1.0, 4.0, 15))
+        });
+        registry.register(
+            "query_samples_loaded",
+            "Samples read from storage per query, by endpoint",
+            query_samples.clone(),
+        );
+        let queries_rejected = Family::default();
+        registry.register(
+            "queries_rejected",
+            "Queries refused or stopped by a limit, by limit",
+            queries_rejected.clone(),
+        );
+        let head_chunks = Family::default();
+        registry.register(
+            "head_chunks",
+            "Chunks in the head (open and closed)",
+            head_chunks.clone(),
+        );
+        let wal_fsync = std::sync::Arc::new(WalFsyncCollector::default());
+        registry.register_collector(Box::new(wal_fsync.clone()));
         Metrics {
             registry,
+            query_duration,
+            query_samples,
+            queries_rejected,
+            head_chunks,
+            wal_fsync,
             ingested_samples,
             series_created,
             ingested_exemplars,
@@ -158,8 +244,14 @@ impl Metrics {
         self.rejected_samples.get_or_create(&l).inc_by(samples as u64);
     }
 
-    pub fn refresh(&self, db: &storage::Db) {
+    /// Counts a request refused or stopped by `limit` (its config name).
+    pub fn record_limit(&self, limit: &str) {
+        self.queries_rejected.get_or_create(&LimitLabels { limit: limit.to_string() }).inc();
+    }
+
+    pub fn refresh(&self, db: &std::sync::Arc<storage::Db>) {
         use std::sync::atomic::Ordering::Relaxed;
+        *self.wal_fsync.db.lock() = Some(std::sync::Arc::downgrade(db));
         for t in db.tenants() {
             let l = TenantLabels { tenant: t.tenant.to_string() };
             self.head_series.get_or_create(&l).set(t.head.num_series() as i64);
@@ -172,6 +264,7 @@ impl Metrics {
                 .get_or_create(&l)
                 .set(t.stats.wal_corruptions.load(Relaxed) as i64);
             self.compactions.get_or_create(&l).set(t.stats.compactions.load(Relaxed) as i64);
+            self.head_chunks.get_or_create(&l).set(t.head.num_chunks() as i64);
         }
     }
 

@@ -114,6 +114,20 @@ impl BlockStore {
         Ok(out)
     }
 
+    /// Copies one block into `dst` (meta.json last, so a partial copy is never a block).
+    pub fn copy_block(&self, tenant: &TenantId, ulid: &str, dst: &BlockStore) -> Result<()> {
+        let prefix = ObjPath::from(format!("{}/{}", tenant.as_str(), ulid));
+        let files: Vec<_> = run(self.store.list(Some(&prefix)).try_collect::<Vec<_>>())?;
+        let mut names: Vec<String> =
+            files.iter().filter_map(|f| f.location.filename().map(str::to_string)).collect();
+        names.sort_by_key(|n| n == "meta.json");
+        for n in names {
+            let data = self.get(tenant, ulid, &n)?;
+            dst.put(tenant, ulid, &n, data.to_vec())?;
+        }
+        Ok(())
+    }
+
     /// Deletes meta.json first, so a half-deleted block is never read.
     pub fn delete_block(&self, tenant: &TenantId, ulid: &str) -> Result<()> {
         let meta = Self::path(tenant, ulid, "meta.json");

@@ -43,8 +43,13 @@ impl Options {
     }
 }
 
+/// Called with a tenant and an inclusive time range whose data changed other than by an
+/// in-order append (today: a deletion), so a results cache can drop what it holds there.
+pub type ChangeHook = Arc<dyn Fn(&TenantId, i64, i64) + Send + Sync>;
+
 pub struct Db {
     opts: Options,
+    change_hook: RwLock<Option<ChangeHook>>,
     store: BlockStore,
     clock: Arc<dyn Clock>,
     tenants: RwLock<BTreeMap<TenantId, Arc<TenantDb>>>,
@@ -58,7 +63,13 @@ impl Db {
     }
 
     pub fn open_with(opts: Options, store: BlockStore, clock: Arc<dyn Clock>) -> Result<Db> {
-        let db = Db { opts, store, clock, tenants: RwLock::new(BTreeMap::new()) };
+        let db = Db {
+            opts,
+            change_hook: RwLock::new(None),
+            store,
+            clock,
+            tenants: RwLock::new(BTreeMap::new()),
+        };
         let mut found: Vec<TenantId> = db.store.tenants()?;
         if let Ok(rd) = std::fs::read_dir(db.opts.data_dir.join("wal")) {
             for e in rd.flatten() {
@@ -131,6 +142,43 @@ impl Db {
             t.apply_retention(now)?;
         }
         Ok(())
+    }
+
+    /// Installs the hook told about data changed in a time range (see [`ChangeHook`]).
+    pub fn set_change_hook(&self, hook: ChangeHook) {
+        *self.change_hook.write() = Some(hook);
+    }
+
+    /// Deletes the series matching `matchers` in `[min_t, max_t]` (a tombstone, durable on
+    /// return; see `tombstones.rs`) and tells the change hook. Unknown tenants: nothing to do.
+    pub fn delete_series(
+        &self,
+        tenant: &TenantId,
+        matchers: &[Matcher],
+        min_t: i64,
+        max_t: i64,
+    ) -> Result<()> {
+        let Some(t) = self.existing(tenant) else { return Ok(()) };
+        if let Some((lo, hi)) = t.delete(matchers, min_t, max_t)?
+            && let Some(hook) = self.change_hook.read().clone()
+        {
+            hook(tenant, lo, hi);
+        }
+        Ok(())
+    }
+
+    /// A consistent copy of one tenant's blocks under `dst` (a data directory layout).
+    pub fn snapshot(
+        &self,
+        tenant: &TenantId,
+        dst: &std::path::Path,
+        skip_head: bool,
+    ) -> Result<usize> {
+        std::fs::create_dir_all(dst).map_err(crate::error::StorageError::io(dst))?;
+        match self.existing(tenant) {
+            Some(t) => t.snapshot(dst, skip_head),
+            None => Ok(0),
+        }
     }
 
     pub fn options(&self) -> &Options {

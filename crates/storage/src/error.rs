@@ -16,6 +16,12 @@ pub enum StorageError {
     ObjectStore(String),
     #[error("parquet: {0}")]
     Parquet(String),
+    #[error("tombstones file {path} is corrupt: {reason}")]
+    TombstonesCorrupt { path: PathBuf, reason: String },
+    #[error(
+        "tombstone limit of {limit} per tenant reached: wait for compaction or retention to drop old ones"
+    )]
+    TooManyTombstones { limit: usize },
     #[error("storage is shutting down")]
     Closed,
 }

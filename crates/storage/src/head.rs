@@ -607,6 +607,17 @@ impl Head {
         self.by_id.read().len()
     }
 
+    /// Chunks held for the head's series (closed, on disk or not, and open), counted now.
+    pub fn num_chunks(&self) -> usize {
+        let all: Vec<Arc<MemSeries>> = self.by_id.read().values().cloned().collect();
+        all.iter()
+            .map(|s| {
+                let d = s.data.lock();
+                d.closed.len() + usize::from(d.open.is_some())
+            })
+            .sum()
+    }
+
     pub fn all_series(&self) -> Vec<Arc<MemSeries>> {
         let mut v: Vec<_> = self.by_id.read().values().cloned().collect();
         v.sort_by_key(|s| s.id);

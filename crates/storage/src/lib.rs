@@ -18,8 +18,9 @@ pub mod index;
 pub mod metadata;
 mod tenant;
 pub mod testing;
+pub mod tombstones;
 pub mod wal;
 
-pub use db::{Db, HOUR_MS, Options};
+pub use db::{ChangeHook, Db, HOUR_MS, Options};
 pub use error::{Result, StorageError};
 pub use tenant::{TenantDb, TenantOptions, TenantStats};

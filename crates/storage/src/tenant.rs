@@ -18,6 +18,7 @@ use crate::error::Result;
 use crate::exemplars::{ExemplarStore, encode_exemplars};
 use crate::head::{CutData, Head, HeadOptions, MemSeries, merge_into};
 use crate::metadata::{MetadataStore, encode_metadata};
+use crate::tombstones::{Tombstone, Tombstones, hidden_in};
 use crate::wal::{self, RecordKind, Wal, WalOptions};
 
 #[derive(Clone, Debug)]
@@ -48,6 +49,8 @@ pub struct TenantDb {
     pub metadata: MetadataStore,
     /// Exemplars (WAL kind 5) in a bounded ring.
     pub exemplars: ExemplarStore,
+    /// Deletions not yet rewritten away (`tombstones.rs`).
+    pub tombstones: Tombstones,
     /// Serialises series creation so a series' WAL record precedes any sample of it.
     create_lock: Mutex<()>,
     /// Appends hold it shared; series garbage collection holds it exclusively.
@@ -84,6 +87,7 @@ impl TenantDb {
             HeadOptions { chunk_range: opts.block_duration, ooo_window: opts.ooo_window },
             disk,
         );
+        let tombstones = Tombstones::open(wal_dir)?;
         let mut blocks = Vec::new();
         for ulid in store.blocks(&tenant)? {
             match Block::open(&store, &tenant, &ulid) {
@@ -164,6 +168,7 @@ impl TenantDb {
             store,
             metadata,
             exemplars,
+            tombstones,
             create_lock: Mutex::new(()),
             append_gate: RwLock::new(()),
             maintenance: Mutex::new(()),
@@ -322,6 +327,7 @@ impl TenantDb {
     ) -> impl Iterator<Item = Result<Series>> + Send + 'static {
         let blocks = self.overlapping_blocks(hints);
         let cutting = self.cutting.read().clone();
+        let tombstones = self.tombstones.list();
         let mut by_labels: BTreeMap<Labels, Vec<Source>> = BTreeMap::new();
         for id in self.head.select_ids(matchers) {
             if let Some(s) = self.head.by_id(id) {
@@ -378,6 +384,9 @@ impl TenantDb {
                 }
                 merge_histograms(&mut histograms, hpart);
             }
+            let hidden = hidden_in(&tombstones, &labels);
+            hidden.filter_samples(&mut samples);
+            hidden.filter_histograms(&mut histograms);
             (!samples.is_empty() || !histograms.is_empty()).then_some(Ok(Series {
                 labels,
                 samples,
@@ -434,6 +443,94 @@ impl TenantDb {
         self.blocks.read().iter().map(|b| b.meta.clone()).collect()
     }
 
+    /// Deletes the samples of series matching `matchers` in `[min_t, max_t]` by writing a
+    /// tombstone (durable on return). The end is clamped to the tenant's newest sample, so
+    /// later writes stay visible. Returns the range deleted, or `None` if nothing can match.
+    pub fn delete(
+        &self,
+        matchers: &[Matcher],
+        min_t: i64,
+        max_t: i64,
+    ) -> Result<Option<(i64, i64)>> {
+        // Under the maintenance lock: no cut or merge is writing a block from an older list.
+        let _m = self.maintenance.lock();
+        let newest = self
+            .blocks
+            .read()
+            .iter()
+            .map(|b| b.meta.max_time)
+            .chain([self.head.max_time()])
+            .max()
+            .unwrap_or(i64::MIN);
+        let max_t = max_t.min(newest);
+        if max_t < min_t {
+            return Ok(None);
+        }
+        let pending_blocks = self
+            .blocks
+            .read()
+            .iter()
+            .filter(|b| b.meta.max_time >= min_t && b.meta.min_time <= max_t)
+            .filter(|b| !b.select(matchers).is_empty())
+            .map(|b| b.meta.ulid.clone())
+            .collect();
+        self.tombstones.add(Tombstone {
+            matchers: matchers.to_vec(),
+            min_t,
+            max_t,
+            pending_blocks,
+        })?;
+        tracing::info!(tenant = %self.tenant, min_t, max_t, "series deleted (tombstone written)");
+        Ok(Some((min_t, max_t)))
+    }
+
+    /// Rewrites the blocks tombstones wait for, then drops the tombstones nothing needs any
+    /// more: none of their blocks is left and the head holds nothing in their range.
+    /// Called with the maintenance lock held.
+    fn drop_tombstones(&self) -> Result<usize> {
+        if self.tombstones.is_empty() {
+            return Ok(0);
+        }
+        let pending: std::collections::BTreeSet<String> =
+            self.tombstones.list().iter().flat_map(|t| t.pending_blocks.clone()).collect();
+        let to_rewrite: Vec<Arc<Block>> =
+            self.blocks.read().iter().filter(|b| pending.contains(&b.meta.ulid)).cloned().collect();
+        for b in to_rewrite {
+            self.merge(std::slice::from_ref(&b))?;
+        }
+        let live: std::collections::HashSet<String> =
+            self.blocks.read().iter().map(|b| b.meta.ulid.clone()).collect();
+        let head_min = self.head.min_time();
+        let cutting = !self.cutting.read().is_empty();
+        let dropped = self.tombstones.retain(|t| {
+            cutting || head_min <= t.max_t || t.pending_blocks.iter().any(|u| live.contains(u))
+        })?;
+        if dropped > 0 {
+            tracing::info!(tenant = %self.tenant, dropped, "tombstones dropped");
+        }
+        Ok(dropped)
+    }
+
+    /// Copies the tenant's blocks (and tombstones) into `dst`, laid out as a data directory
+    /// (`dst/blocks/<tenant>/<ulid>/...`, `dst/wal/<tenant>/tombstones`), so promlake can serve
+    /// it. The head is flushed into blocks first unless `skip_head`. Returns the blocks copied.
+    pub fn snapshot(&self, dst: &Path, skip_head: bool) -> Result<usize> {
+        if !skip_head {
+            self.flush()?;
+        }
+        // No compaction or retention deletes a block while it is being copied.
+        let _m = self.maintenance.lock();
+        let out = BlockStore::local(&dst.join("blocks"))?;
+        let blocks = self.blocks.read().clone();
+        for b in &blocks {
+            self.store.copy_block(&self.tenant, &b.meta.ulid, &out)?;
+        }
+        let wal_dir = dst.join("wal").join(self.tenant.as_str());
+        std::fs::create_dir_all(&wal_dir).map_err(crate::error::StorageError::io(&wal_dir))?;
+        self.tombstones.copy_to(&wal_dir.join("tombstones"))?;
+        Ok(blocks.len())
+    }
+
     /// Persists the whole head into blocks now; returns the blocks written.
     pub fn flush(&self) -> Result<Vec<BlockMeta>> {
         let max = self.head.max_time();
@@ -483,6 +580,7 @@ impl TenantDb {
         let mut written = Vec::new();
         {
             let cutting = self.cutting.read();
+            let tombstones = self.tombstones.list();
             let mut order: Vec<usize> = (0..cutting.len()).collect();
             order.sort_by(|a, b| cutting[*a].0.labels.cmp(&cutting[*b].0.labels));
             for r in ranges {
@@ -492,6 +590,9 @@ impl TenantDb {
                     cutting[i].1.samples(lo, hi, &mut s);
                     let mut h = Vec::new();
                     cutting[i].1.histograms(lo, hi, &mut h);
+                    let hidden = hidden_in(&tombstones, &cutting[i].0.labels);
+                    hidden.filter_samples(&mut s);
+                    hidden.filter_histograms(&mut h);
                     (cutting[i].0.labels.clone(), s, h)
                 });
                 if let Some(meta) = write_block(&self.store, &self.tenant, 1, vec![], series)? {
@@ -583,6 +684,7 @@ impl TenantDb {
             self.merge(&group)?;
             merged += 1;
         }
+        self.drop_tombstones()?;
         Ok(merged)
     }
 
@@ -631,6 +733,7 @@ impl TenantDb {
         let sources: Vec<String> = group.iter().flat_map(|b| b.meta.sources.clone()).collect();
         // k-way merge of the blocks' series, each in label order; one series in memory at a time.
         let mut iters: Vec<_> = group.iter().map(|b| b.all_series().peekable()).collect();
+        let tombstones = self.tombstones.list();
         let mut err = None;
         let merged = std::iter::from_fn(|| {
             let mut next: Option<Labels> = None;
@@ -661,6 +764,9 @@ impl TenantDb {
                     merge_histograms(&mut histograms, h);
                 }
             }
+            let hidden = hidden_in(&tombstones, &labels);
+            hidden.filter_samples(&mut samples);
+            hidden.filter_histograms(&mut histograms);
             Some((labels, samples, histograms))
         });
         let meta = write_block(&self.store, &self.tenant, level, sources, merged)?;

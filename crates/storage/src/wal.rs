@@ -245,6 +245,8 @@ pub struct Wal {
     /// Bytes and fsyncs, for metrics.
     pub bytes_written: AtomicU64,
     pub fsyncs: AtomicU64,
+    /// fsync latency, for metrics (read at scrape; storage knows no metrics library).
+    pub fsync_latency: LatencyBuckets,
 }
 
 fn segment_name(index: u64) -> String {
@@ -291,6 +293,7 @@ impl Wal {
             synced: AtomicU64::new(0),
             bytes_written: AtomicU64::new(0),
             fsyncs: AtomicU64::new(0),
+            fsync_latency: LatencyBuckets::default(),
         })
     }
 
@@ -369,7 +372,9 @@ impl Wal {
         }
         let target = self.written.load(Ordering::Acquire);
         let file = self.sync_file.lock().clone();
+        let started = std::time::Instant::now();
         file.sync_data().map_err(StorageError::io(&self.dir))?;
+        self.fsync_latency.observe(started.elapsed());
         self.fsyncs.fetch_add(1, Ordering::Relaxed);
         self.synced.fetch_max(target, Ordering::AcqRel);
         Ok(())
@@ -681,5 +686,39 @@ mod tests {
             recs,
             vec![Record::Samples(vec![(7, 7, 7.0)]), Record::Samples(vec![(2, 2, 2.0)])]
         );
+    }
+}
+
+/// Upper bounds (seconds) of [`LatencyBuckets`]: 100 µs doubling to about 3.3 s.
+pub const LATENCY_BOUNDS: [f64; 16] = [
+    0.0001, 0.0002, 0.0004, 0.0008, 0.0016, 0.0032, 0.0064, 0.0128, 0.0256, 0.0512, 0.1024, 0.2048,
+    0.4096, 0.8192, 1.6384, 3.2768,
+];
+
+/// A latency histogram of plain atomics (bucket counts over [`LATENCY_BOUNDS`], then +Inf),
+/// read by the server at scrape.
+#[derive(Default)]
+pub struct LatencyBuckets {
+    counts: [AtomicU64; 17],
+    sum_nanos: AtomicU64,
+}
+
+impl LatencyBuckets {
+    pub fn observe(&self, d: std::time::Duration) {
+        let secs = d.as_secs_f64();
+        let i = LATENCY_BOUNDS.iter().position(|b| secs <= *b).unwrap_or(LATENCY_BOUNDS.len());
+        self.counts[i].fetch_add(1, Ordering::Relaxed);
+        self.sum_nanos.fetch_add(d.as_nanos() as u64, Ordering::Relaxed);
+    }
+
+    /// (sum in seconds, count, cumulative count per upper bound, +Inf last).
+    pub fn snapshot(&self) -> (f64, u64, Vec<(f64, u64)>) {
+        let mut cum = 0;
+        let mut buckets = Vec::with_capacity(17);
+        for (i, c) in self.counts.iter().enumerate() {
+            cum += c.load(Ordering::Relaxed);
+            buckets.push((LATENCY_BOUNDS.get(i).copied().unwrap_or(f64::INFINITY), cum));
+        }
+        (self.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9, cum, buckets)
     }
 }

@@ -1,4 +1,7 @@
 //! End-to-end tests of the `promlake` binary, one test binary. Table of contents:
+//! - `api`: parse_query, federate scraped by a real Prometheus, delete_series through
+//!   restarts and flushes, snapshots served by a second promlake, per-query limits, `stats`,
+//!   `limit`, self-metrics.
 //! - `serve`: zero-config start, health and readiness, flags, signals, flush.
 //! - `status`: runtimeinfo, flags, config, tsdb cardinality, rules, alerts, format_query.
 //! - `export`: plain Parquet export read by DuckDB.
@@ -20,6 +23,7 @@
 //! Every test starts the real binary on 127.0.0.1:0 with a temporary data dir (see
 //! [`Promlake::start`]) and talks to it over HTTP as a client would.
 
+mod api;
 mod exemplars;
 mod export;
 mod import;

@@ -4,8 +4,11 @@
 mod admin;
 mod exemplars;
 mod export;
+mod federate;
 mod import;
+mod limits;
 mod metadata;
+mod parse_query;
 mod push;
 mod query;
 mod read;
@@ -39,6 +42,8 @@ pub struct AppState {
     open_error: Mutex<Option<String>>,
     pub metrics: Metrics,
     pub engine: Arc<promql::Engine>,
+    /// Query concurrency limit and queue (`limits.rs`).
+    pub admission: limits::Admission,
 }
 
 impl AppState {
@@ -50,6 +55,7 @@ impl AppState {
             open_error: Mutex::new(None),
             metrics: Metrics::new(),
             engine: Arc::new(promql::Engine::new(config.engine_options())),
+            admission: limits::Admission::new(&config.query),
         }
     }
 
@@ -97,6 +103,13 @@ pub fn router(state: SharedState) -> Router {
         .route("/-/ready", get(admin::ready))
         .route("/metrics", get(admin::metrics))
         .route("/api/v1/admin/tsdb/flush", post(admin::flush))
+        .route(
+            "/api/v1/admin/tsdb/delete_series",
+            post(admin::delete_series).put(admin::delete_series),
+        )
+        .route("/api/v1/admin/tsdb/snapshot", post(admin::snapshot).put(admin::snapshot))
+        .route("/api/v1/parse_query", get(parse_query::parse_query).post(parse_query::parse_query))
+        .route("/federate", get(federate::federate).post(federate::federate))
         .route("/api/v1/write", post(write::write))
         .route("/api/v1/stream/prometheus/{dataset}", post(write::stream))
         .route("/metrics/{*path}", put(push::push).post(push::push))

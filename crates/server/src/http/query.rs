@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use promql::{Cancel, CancelOnDrop, Value};
 use serde_json::{Value as Json, json};
 
-use super::{Params, SharedState, blocking, parse_time, tenant};
+use super::{Params, SharedState, parse_time, tenant};
 use crate::error::ApiError;
 
 /// Prometheus' limit on points per series of a range query.
@@ -83,7 +83,13 @@ fn value_json(v: &Value) -> Json {
     }
 }
 
-fn respond(res: promql::QueryResult) -> Response {
+/// The answer of a query: `stats` included when asked for (`stats=<anything>`), the JSON cut
+/// off with a 422 at `query.max_response_bytes`.
+fn respond(
+    s: &SharedState,
+    res: promql::QueryResult,
+    stats: Option<&super::limits::QueryStats>,
+) -> Result<Response, ApiError> {
     let mut body = json!({
         "status": "success",
         "data": {"resultType": res.value.type_name(), "result": value_json(&res.value)},
@@ -94,7 +100,21 @@ fn respond(res: promql::QueryResult) -> Response {
     if !res.annotations.infos.is_empty() {
         body["infos"] = json!(res.annotations.infos);
     }
-    axum::Json(body).into_response()
+    if let Some(st) = stats {
+        body["data"]["stats"] = st.json();
+    }
+    match super::limits::json_body(&body, s.config.query.max_response_bytes) {
+        Ok(bytes) => Ok(super::limits::json_response(bytes)),
+        Err(e) => {
+            s.metrics.record_limit("query.max_response_bytes");
+            Err(e)
+        }
+    }
+}
+
+/// Whether the request asks for `stats` (any non-empty value, as Prometheus).
+fn wants_stats(p: &Params) -> bool {
+    p.get("stats").is_some_and(|v| !v.is_empty())
 }
 
 fn now_ms() -> i64 {
@@ -153,15 +173,14 @@ pub async fn instant(
     let p = Params::parse(q.as_deref(), &body);
     let query = query_text(&p)?;
     let t = p.get("time").map(|v| parse_time("time", v)).transpose()?.unwrap_or_else(now_ms);
-    let (tenant, db) = (tenant(&headers)?, s.db()?);
+    let tenant = tenant(&headers)?;
     let engine = s.engine.clone();
     let (cancel, _guard) = cancel_on_drop();
-    let res = blocking(move || {
-        let r = engine.instant_query_with(&*db, &tenant, &query, t, &cancel);
-        Ok(log_canceled(r, &query)?)
+    let (res, stats) = super::limits::run(&s, "instant", move |db| {
+        log_canceled(engine.instant_query_with(db, &tenant, &query, t, &cancel), &query)
     })
     .await?;
-    Ok(respond(res))
+    respond(&s, res, wants_stats(&p).then_some(&stats))
 }
 
 pub async fn range(
@@ -193,15 +212,17 @@ pub async fn range(
             "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)".into(),
         ));
     }
-    let (tenant, db) = (tenant(&headers)?, s.db()?);
+    let tenant = tenant(&headers)?;
     let engine = s.engine.clone();
     let (cancel, _guard) = cancel_on_drop();
-    let res = blocking(move || {
-        let r = engine.range_query_with(&*db, &tenant, &query, start, end, step, &cancel);
-        Ok(log_canceled(r, &query)?)
+    let (res, stats) = super::limits::run(&s, "range", move |db| {
+        log_canceled(
+            engine.range_query_with(db, &tenant, &query, start, end, step, &cancel),
+            &query,
+        )
     })
     .await?;
-    Ok(respond(res))
+    respond(&s, res, wants_stats(&p).then_some(&stats))
 }
 
 /// A Prometheus-like version and no `features` map (which would make Grafana treat us as Mimir).

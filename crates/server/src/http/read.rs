@@ -3,7 +3,7 @@
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::HeaderMap;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use model::{Matcher, Queryable, SelectHints};
 
 use super::{Params, SharedState, blocking, parse_selector, tenant, time_range};
@@ -24,12 +24,23 @@ fn limit(p: &Params) -> Result<usize, ApiError> {
     }
 }
 
-fn success(data: serde_json::Value, truncated: bool) -> Response {
+/// The answer, cut off with a 422 at `query.max_response_bytes`.
+fn success(
+    s: &SharedState,
+    data: serde_json::Value,
+    truncated: bool,
+) -> Result<Response, ApiError> {
     let mut body = serde_json::json!({"status": "success", "data": data});
     if truncated {
         body["warnings"] = serde_json::json!(["results truncated due to limit"]);
     }
-    axum::Json(body).into_response()
+    match super::limits::json_body(&body, s.config.query.max_response_bytes) {
+        Ok(bytes) => Ok(super::limits::json_response(bytes)),
+        Err(e) => {
+            s.metrics.record_limit("query.max_response_bytes");
+            Err(e)
+        }
+    }
 }
 
 pub async fn series(
@@ -67,7 +78,7 @@ pub async fn series(
         Ok((list, truncated))
     })
     .await?;
-    Ok(success(list.into(), truncated))
+    success(&s, list.into(), truncated)
 }
 
 pub async fn labels(
@@ -95,7 +106,7 @@ pub async fn labels(
     .await?;
     let truncated = names.len() > limit;
     names.truncate(limit);
-    Ok(success(names.into(), truncated))
+    success(&s, names.into(), truncated)
 }
 
 pub async fn label_values(
@@ -123,5 +134,5 @@ pub async fn label_values(
     .await?;
     let truncated = values.len() > limit;
     values.truncate(limit);
-    Ok(success(values.into(), truncated))
+    success(&s, values.into(), truncated)
 }

@@ -3,11 +3,13 @@
 //! - `lifecycle`: head cut into blocks, flush, compaction, retention with an injected clock.
 //! - `compat`: WALs and blocks written by format versions 1 and 2 (histograms), and WALs with
 //!   metadata and exemplars (kinds 4, 5), still open.
+//! - `deletes`: tombstones through restarts, cuts and compaction; snapshots.
 //! - `duckdb`: DuckDB reads a block's series and index tables directly.
 //! - `histograms`: native histograms through append rules, WAL replay, flush and compaction.
 //! - `metadata_exemplars`: metadata and exemplars (WAL kinds 4, 5) through replay and checkpoints.
 
 mod compat;
+mod deletes;
 mod duckdb;
 mod durability;
 mod histograms;
