@@ -107,6 +107,18 @@ impl Db {
         self.tenants.read().get(tenant).cloned()
     }
 
+    /// The tenant's change generation (`changes.rs`); 0 for a tenant without data yet.
+    pub fn change_generation(&self, tenant: &TenantId) -> u64 {
+        self.existing(tenant).map_or(0, |t| t.changes.generation())
+    }
+
+    /// The oldest timestamp written into the tenant after generation `since` (`None`: no
+    /// write since). A tenant created after `since` was taken reports its writes too: its log
+    /// starts at generation 0.
+    pub fn min_time_written_since(&self, tenant: &TenantId, since: u64) -> Option<i64> {
+        self.existing(tenant).and_then(|t| t.changes.min_time_since(since))
+    }
+
     pub fn tenants(&self) -> Vec<Arc<TenantDb>> {
         self.tenants.read().values().cloned().collect()
     }

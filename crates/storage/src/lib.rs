@@ -4,6 +4,7 @@
 //! process. Acknowledged data (an `append` that returned `Ok`) is in the fsynced WAL.
 
 pub mod block;
+pub mod changes;
 pub mod chunk;
 pub mod chunk_disk;
 pub mod clock;
