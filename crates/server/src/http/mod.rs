@@ -39,17 +39,23 @@ pub struct AppState {
     open_error: Mutex<Option<String>>,
     pub metrics: Metrics,
     pub engine: Arc<promql::Engine>,
+    /// Range query splitting and the results cache.
+    pub query_cache: Arc<crate::query_cache::QueryCache>,
 }
 
 impl AppState {
     pub fn new(config: Config) -> Self {
+        let engine = Arc::new(promql::Engine::new(config.engine_options()));
+        let query_cache =
+            Arc::new(crate::query_cache::QueryCache::new(config.query_cache_settings(), &engine));
         AppState {
             config: config.clone(),
             db: OnceLock::new(),
             ready: AtomicBool::new(false),
             open_error: Mutex::new(None),
             metrics: Metrics::new(),
-            engine: Arc::new(promql::Engine::new(config.engine_options())),
+            engine,
+            query_cache,
         }
     }
 

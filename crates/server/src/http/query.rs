@@ -10,6 +10,7 @@ use serde_json::{Value as Json, json};
 
 use super::{Params, SharedState, blocking, parse_time, tenant};
 use crate::error::ApiError;
+use crate::query_cache::RangeQuery;
 
 /// Prometheus' limit on points per series of a range query.
 const MAX_POINTS: i64 = 11_000;
@@ -194,10 +195,12 @@ pub async fn range(
         ));
     }
     let (tenant, db) = (tenant(&headers)?, s.db()?);
-    let engine = s.engine.clone();
     let (cancel, _guard) = cancel_on_drop();
+    let state = s.clone();
     let res = blocking(move || {
-        let r = engine.range_query_with(&*db, &tenant, &query, start, end, step, &cancel);
+        // Split into intervals, answered from the results cache where still valid.
+        let q = RangeQuery { tenant: &tenant, query: &query, start, end, step, now: now_ms() };
+        let r = state.query_cache.range_query(&state.engine, &*db, &q, &cancel, &state.metrics);
         Ok(log_canceled(r, &query)?)
     })
     .await?;
