@@ -17,8 +17,9 @@
 //!   (`storage::changes`); otherwise it is dropped (an invalidation). A sample at `t` changes
 //!   steps at `t` or later only, unless the query has a negative offset: such queries (which
 //!   look ahead of the step) are split but not cached;
-//! - extents whose evaluation raised warnings or infos are not stored, so the annotations of an
-//!   answer are exactly those of the steps computed for it;
+//! - an extent keeps the warnings and infos raised computing it; an answer using any part of
+//!   it carries them all (they are nearly always per series, not per step, so this matches
+//!   the unsplit query; a message from a step outside the part used can appear extra);
 //! - engine options (lookback delta, ...) are fixed for the process, so they need no key.
 
 use std::collections::HashMap;
@@ -108,12 +109,14 @@ pub struct Extent {
     pub end: i64,
     pub generation: u64,
     pub series: Arc<Vec<Series>>,
+    pub annotations: Annotations,
 }
 
 impl Extent {
     /// Approximate bytes held (labels, points, histograms), for the cache's weigher.
     fn bytes(&self) -> usize {
-        let mut n = 64;
+        let a = &self.annotations;
+        let mut n = 64 + a.warnings.iter().chain(&a.infos).map(|m| m.len() + 24).sum::<usize>();
         for s in self.series.iter() {
             n += 48 + s.labels.iter().map(|l| l.name.len() + l.value.len() + 32).sum::<usize>();
             n += s.points.len() * 16;
@@ -193,6 +196,7 @@ pub fn merge(mut extents: Vec<Extent>, new: Extent, step: i64) -> Vec<Extent> {
                     last.end = e.end;
                 }
                 last.generation = last.generation.max(e.generation);
+                merge_annotations(&mut last.annotations, e.annotations);
             }
             _ => out.push(e),
         }
@@ -387,7 +391,9 @@ impl QueryCache {
                             metrics.query_cache_hits.get_or_create(&tl).inc();
                             metrics.query_cache_hit_steps.get_or_create(&tl).inc_by(steps as u64);
                         }
-                        join(&mut out, &slice(&extents[*extent].series, *from, *to));
+                        let e = &extents[*extent];
+                        join(&mut out, &slice(&e.series, *from, *to));
+                        merge_annotations(&mut annotations, e.annotations.clone());
                     }
                     Piece::Compute { from, to } => {
                         let Some(r) = computed.next() else {
@@ -405,8 +411,7 @@ impl QueryCache {
                                 "internal: a range query piece is not a matrix".into(),
                             ));
                         };
-                        let clean =
-                            r.annotations.warnings.is_empty() && r.annotations.infos.is_empty();
+                        let raised = r.annotations.clone();
                         merge_annotations(&mut annotations, r.annotations);
                         // The complete part: the steps up to the cutoff.
                         let last = if *to <= cutoff {
@@ -414,7 +419,7 @@ impl QueryCache {
                         } else {
                             from + (cutoff - from).div_euclid(q.step) * q.step
                         };
-                        if cache.is_some() && clean && last >= *from {
+                        if cache.is_some() && last >= *from {
                             let kept = if last == *to {
                                 series.clone()
                             } else {
@@ -425,6 +430,7 @@ impl QueryCache {
                                 end: last,
                                 generation,
                                 series: Arc::new(kept),
+                                annotations: raised,
                             });
                         }
                         join(&mut out, &series);
@@ -573,7 +579,8 @@ mod tests {
 
     fn extent(start: i64, end: i64, generation: u64) -> Extent {
         let ts: Vec<i64> = (start..=end).step_by(S as usize).collect();
-        Extent { start, end, generation, series: Arc::new(vec![series("a", &ts)]) }
+        let series = Arc::new(vec![series("a", &ts)]);
+        Extent { start, end, generation, series, annotations: Annotations::default() }
     }
 
     #[test]

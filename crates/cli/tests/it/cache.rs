@@ -155,6 +155,8 @@ fn split_and_cached_results_equal_unsplit_ones() {
         "histogram_count(rate(lat_seconds[3m]))",
         "time() - timestamp(temp)",
         "count(temp) * 2",
+        // Raises an info (not a counter): annotations must match too.
+        "rate(temp[5m])",
     ];
     // (start, end, step): aligned and unaligned, short and long.
     let ranges = [
