@@ -278,9 +278,8 @@ mod refresh {
         let cached = Peer::promlake_with("")?;
         let uncached = Peer::promlake_with("[query]\nsplit_interval = \"0s\"\n")?;
         let urls = [cached.url.as_str(), uncached.url.as_str()];
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)?
-            .as_millis() as i64;
+        let now =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as i64;
         let scrapes = (args.hours * 240.0) as i64;
         let end = now / 15_000 * 15_000;
         let start = end - (scrapes - 1) * 15_000;

@@ -2,7 +2,7 @@
 //! server that neither splits nor caches; a dashboard refresh answered from the cache; late
 //! writes and imports into a cached range seen by the next query; `@` queries never split.
 
-use model::{FloatHistogram, Labels, Sample, Span, SeriesWrite, WriteBatch};
+use model::{FloatHistogram, Labels, Sample, SeriesWrite, Span, WriteBatch};
 use serde_json::Value;
 
 use crate::{Promlake, client, json, now_ms, remote_write};
