@@ -45,6 +45,18 @@ pub struct QueryConfig {
     /// Largest answer of a query, series, labels, label values or federate request, in bytes (default
     /// 536,870,912 = 512 MiB; 0 means no limit); beyond it the request fails with 422.
     pub max_response_bytes: usize,
+    /// Range queries are split at multiples of this interval (counted from the epoch, rounded
+    /// up to a multiple of the step), the pieces evaluated in parallel and cached apart
+    /// (default `"24h"`); `"0s"` turns splitting and the results cache off.
+    #[serde(with = "humantime_serde_compat")]
+    pub split_interval: Duration,
+    /// Memory the range query results cache may hold, in bytes (approximate; default
+    /// 268435456, 256 MiB); 0 turns the cache off.
+    pub results_cache_max_bytes: u64,
+    /// Results for steps later than now minus this are never cached: data there may still be
+    /// arriving (default `"10m"`, as Mimir's `max_cache_freshness`).
+    #[serde(with = "humantime_serde_compat")]
+    pub cache_freshness: Duration,
 }
 
 impl Default for QueryConfig {
@@ -58,6 +70,9 @@ impl Default for QueryConfig {
             max_queued_queries: 200,
             max_series: 1_000_000,
             max_response_bytes: 512 << 20,
+            split_interval: Duration::from_secs(24 * 3600),
+            results_cache_max_bytes: 256 << 20,
+            cache_freshness: Duration::from_secs(600),
         }
     }
 }
@@ -126,7 +141,7 @@ impl Config {
     pub fn to_toml(&self) -> String {
         let d = |d: Duration| format!("{:?}", humantime::format_duration(d).to_string());
         format!(
-            "data_dir = {:?}\nhttp_listen = {:?}\ngrpc_listen = {:?}\n\n[storage]\nblock_duration = {}\nretention = {}\nout_of_order_window = {}\nfsync = {}\nmaintenance_interval = {}\n\n[query]\nlookback_delta = {}\nmax_samples = {}\ntimeout = {}\nremote_read_sample_limit = {}\nmax_concurrent_queries = {}\nmax_queued_queries = {}\nmax_series = {}\nmax_response_bytes = {}\n",
+            "data_dir = {:?}\nhttp_listen = {:?}\ngrpc_listen = {:?}\n\n[storage]\nblock_duration = {}\nretention = {}\nout_of_order_window = {}\nfsync = {}\nmaintenance_interval = {}\n\n[query]\nlookback_delta = {}\nmax_samples = {}\ntimeout = {}\nremote_read_sample_limit = {}\nsplit_interval = {}\nresults_cache_max_bytes = {}\ncache_freshness = {}\nmax_concurrent_queries = {}\nmax_queued_queries = {}\nmax_series = {}\nmax_response_bytes = {}\n",
             self.data_dir.display().to_string(),
             self.http_listen,
             self.grpc_listen,
@@ -139,6 +154,9 @@ impl Config {
             self.query.max_samples,
             d(self.query.timeout),
             self.query.remote_read_sample_limit,
+            d(self.query.split_interval),
+            self.query.results_cache_max_bytes,
+            d(self.query.cache_freshness),
             self.query.max_concurrent_queries,
             self.query.max_queued_queries,
             self.query.max_series,
@@ -152,6 +170,14 @@ impl Config {
             max_samples: self.query.max_samples,
             timeout: Some(self.query.timeout),
             ..Default::default()
+        }
+    }
+
+    pub fn query_cache_settings(&self) -> crate::query_cache::Settings {
+        crate::query_cache::Settings {
+            split_interval_ms: self.query.split_interval.as_millis() as i64,
+            max_bytes: self.query.results_cache_max_bytes,
+            freshness_ms: self.query.cache_freshness.as_millis() as i64,
         }
     }
 
@@ -172,7 +198,7 @@ mod tests {
 
     #[test]
     fn effective_config_round_trips() {
-        let c = Config::from_toml("data_dir = \"/x\"\n[storage]\nretention = \"30d\"\nfsync = false\n[query]\ntimeout = \"90s\"\nmax_series = 7\nmax_response_bytes = 1000\n").unwrap();
+        let c = Config::from_toml("data_dir = \"/x\"\n[storage]\nretention = \"30d\"\nfsync = false\n[query]\ntimeout = \"90s\"\nsplit_interval = \"0s\"\nresults_cache_max_bytes = 1000\nmax_series = 7\nmax_response_bytes = 1000\n").unwrap();
         let back = Config::from_toml(&c.to_toml()).unwrap();
         assert_eq!(back.to_toml(), c.to_toml());
         assert_eq!(back.storage.retention, Duration::from_secs(30 * 86400));
@@ -180,6 +206,9 @@ mod tests {
         assert_eq!((back.query.max_series, back.query.max_response_bytes), (7, 1000));
         assert_eq!(back.query.max_concurrent_queries, 20);
         assert!(!back.storage.fsync);
+        assert_eq!(back.query.split_interval, Duration::ZERO);
+        assert_eq!(back.query.results_cache_max_bytes, 1000);
+        assert_eq!(back.query.cache_freshness, Duration::from_secs(600));
     }
 
     #[test]

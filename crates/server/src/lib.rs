@@ -7,6 +7,7 @@ pub mod config;
 mod error;
 mod http;
 pub mod metrics;
+pub mod query_cache;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

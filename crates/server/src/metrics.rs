@@ -79,6 +79,22 @@ pub struct Metrics {
     pub head_chunks: Family<TenantLabels, Gauge>,
     /// `promlake_wal_fsync_duration_seconds{tenant}`, read from storage at scrape.
     wal_fsync: std::sync::Arc<WalFsyncCollector>,
+    // Range query results cache (`query_cache.rs`).
+    /// `promlake_query_cache_hits_total{tenant}`: extents (pieces of a range query's
+    /// intervals) answered from the results cache.
+    pub query_cache_hits: Family<TenantLabels, Counter>,
+    /// `promlake_query_cache_misses_total{tenant}`: pieces of cacheable range queries computed.
+    pub query_cache_misses: Family<TenantLabels, Counter>,
+    /// `promlake_query_cache_hit_steps_total{tenant}`: steps answered from the cache.
+    pub query_cache_hit_steps: Family<TenantLabels, Counter>,
+    /// `promlake_query_cache_miss_steps_total{tenant}`: steps of cacheable queries computed.
+    pub query_cache_miss_steps: Family<TenantLabels, Counter>,
+    /// `promlake_query_cache_invalidations_total{tenant}`: cached extents dropped because a
+    /// write touched their range.
+    pub query_cache_invalidations: Family<TenantLabels, Counter>,
+    /// `promlake_query_cache_entries` and `promlake_query_cache_bytes`: held, at scrape.
+    pub query_cache_entries: Gauge,
+    pub query_cache_bytes: Gauge,
 }
 
 /// Encodes each tenant's WAL fsync latency (plain atomics in storage) as a histogram.
@@ -203,6 +219,48 @@ impl Metrics {
         );
         let wal_fsync = std::sync::Arc::new(WalFsyncCollector::default());
         registry.register_collector(Box::new(wal_fsync.clone()));
+        let query_cache_hits = Family::default();
+        registry.register(
+            "query_cache_hits",
+            "Range query extents answered from the results cache",
+            query_cache_hits.clone(),
+        );
+        let query_cache_misses = Family::default();
+        registry.register(
+            "query_cache_misses",
+            "Range query extents computed for cacheable queries",
+            query_cache_misses.clone(),
+        );
+        let query_cache_hit_steps = Family::default();
+        registry.register(
+            "query_cache_hit_steps",
+            "Range query steps answered from the results cache",
+            query_cache_hit_steps.clone(),
+        );
+        let query_cache_miss_steps = Family::default();
+        registry.register(
+            "query_cache_miss_steps",
+            "Range query steps computed for cacheable queries",
+            query_cache_miss_steps.clone(),
+        );
+        let query_cache_invalidations = Family::default();
+        registry.register(
+            "query_cache_invalidations",
+            "Cached extents dropped because a write touched their range",
+            query_cache_invalidations.clone(),
+        );
+        let query_cache_entries = Gauge::default();
+        registry.register(
+            "query_cache_entries",
+            "Intervals held in the results cache",
+            query_cache_entries.clone(),
+        );
+        let query_cache_bytes = Gauge::default();
+        registry.register(
+            "query_cache_bytes",
+            "Approximate bytes held in the results cache",
+            query_cache_bytes.clone(),
+        );
         Metrics {
             registry,
             query_duration,
@@ -224,6 +282,13 @@ impl Metrics {
             wal_corruptions,
             compactions,
             remote_read_queries,
+            query_cache_hits,
+            query_cache_misses,
+            query_cache_hit_steps,
+            query_cache_miss_steps,
+            query_cache_invalidations,
+            query_cache_entries,
+            query_cache_bytes,
         }
     }
 

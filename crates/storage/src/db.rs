@@ -43,13 +43,8 @@ impl Options {
     }
 }
 
-/// Called with a tenant and an inclusive time range whose data changed other than by an
-/// in-order append (today: a deletion), so a results cache can drop what it holds there.
-pub type ChangeHook = Arc<dyn Fn(&TenantId, i64, i64) + Send + Sync>;
-
 pub struct Db {
     opts: Options,
-    change_hook: RwLock<Option<ChangeHook>>,
     store: BlockStore,
     clock: Arc<dyn Clock>,
     tenants: RwLock<BTreeMap<TenantId, Arc<TenantDb>>>,
@@ -63,13 +58,7 @@ impl Db {
     }
 
     pub fn open_with(opts: Options, store: BlockStore, clock: Arc<dyn Clock>) -> Result<Db> {
-        let db = Db {
-            opts,
-            change_hook: RwLock::new(None),
-            store,
-            clock,
-            tenants: RwLock::new(BTreeMap::new()),
-        };
+        let db = Db { opts, store, clock, tenants: RwLock::new(BTreeMap::new()) };
         let mut found: Vec<TenantId> = db.store.tenants()?;
         if let Ok(rd) = std::fs::read_dir(db.opts.data_dir.join("wal")) {
             for e in rd.flatten() {
@@ -118,6 +107,18 @@ impl Db {
         self.tenants.read().get(tenant).cloned()
     }
 
+    /// The tenant's change generation (`changes.rs`); 0 for a tenant without data yet.
+    pub fn change_generation(&self, tenant: &TenantId) -> u64 {
+        self.existing(tenant).map_or(0, |t| t.changes.generation())
+    }
+
+    /// The oldest timestamp written into the tenant after generation `since` (`None`: no
+    /// write since). A tenant created after `since` was taken reports its writes too: its log
+    /// starts at generation 0.
+    pub fn min_time_written_since(&self, tenant: &TenantId, since: u64) -> Option<i64> {
+        self.existing(tenant).and_then(|t| t.changes.min_time_since(since))
+    }
+
     pub fn tenants(&self) -> Vec<Arc<TenantDb>> {
         self.tenants.read().values().cloned().collect()
     }
@@ -144,13 +145,9 @@ impl Db {
         Ok(())
     }
 
-    /// Installs the hook told about data changed in a time range (see [`ChangeHook`]).
-    pub fn set_change_hook(&self, hook: ChangeHook) {
-        *self.change_hook.write() = Some(hook);
-    }
-
     /// Deletes the series matching `matchers` in `[min_t, max_t]` (a tombstone, durable on
-    /// return; see `tombstones.rs`) and tells the change hook. Unknown tenants: nothing to do.
+    /// return; see `tombstones.rs`) and records it in the tenant's change log (`changes.rs`),
+    /// so results caches drop what they hold from its start on. Unknown tenants: nothing to do.
     pub fn delete_series(
         &self,
         tenant: &TenantId,
@@ -159,10 +156,8 @@ impl Db {
         max_t: i64,
     ) -> Result<()> {
         let Some(t) = self.existing(tenant) else { return Ok(()) };
-        if let Some((lo, hi)) = t.delete(matchers, min_t, max_t)?
-            && let Some(hook) = self.change_hook.read().clone()
-        {
-            hook(tenant, lo, hi);
+        if let Some((lo, _hi)) = t.delete(matchers, min_t, max_t)? {
+            t.changes.record(lo);
         }
         Ok(())
     }

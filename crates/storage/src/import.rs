@@ -92,6 +92,8 @@ impl TenantDb {
                 };
                 let block = Block::open(&self.store, &self.tenant, &meta.ulid)?;
                 self.add_block(block);
+                // Visible now: results caches holding this range must recompute it.
+                self.changes.record(meta.min_time);
                 self.stats.blocks_written.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(tenant = %self.tenant, block = %meta.ulid, range_start = range * bd,
                     series = meta.num_series, samples = meta.num_samples, done = i + 1, total,

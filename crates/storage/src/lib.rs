@@ -4,6 +4,7 @@
 //! process. Acknowledged data (an `append` that returned `Ok`) is in the fsynced WAL.
 
 pub mod block;
+pub mod changes;
 pub mod chunk;
 pub mod chunk_disk;
 pub mod clock;
@@ -21,6 +22,6 @@ pub mod testing;
 pub mod tombstones;
 pub mod wal;
 
-pub use db::{ChangeHook, Db, HOUR_MS, Options};
+pub use db::{Db, HOUR_MS, Options};
 pub use error::{Result, StorageError};
 pub use tenant::{TenantDb, TenantOptions, TenantStats};

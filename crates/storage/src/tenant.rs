@@ -13,6 +13,7 @@ use model::{
 use parking_lot::{Mutex, RwLock};
 
 use crate::block::{Block, BlockMeta, BlockStore, write_block};
+use crate::changes::ChangeLog;
 use crate::chunk_disk::ChunkDisk;
 use crate::error::Result;
 use crate::exemplars::{ExemplarStore, encode_exemplars};
@@ -61,6 +62,8 @@ pub struct TenantDb {
     /// Data moved out of the head whose block is being written: still queryable.
     cutting: RwLock<Arc<CutList>>,
     pub stats: TenantStats,
+    /// Writes that changed stored data, for results caches (`changes.rs`).
+    pub changes: ChangeLog,
 }
 
 /// Where one series' samples live; owned so a result iterator holds no locks.
@@ -175,6 +178,7 @@ impl TenantDb {
             blocks: RwLock::new(blocks),
             cutting: RwLock::new(Arc::new(Vec::new())),
             stats,
+            changes: ChangeLog::default(),
         })
     }
 
@@ -263,6 +267,11 @@ impl TenantDb {
                     }),
                 }
             }
+        }
+        // The accepted samples are visible to readers now: tell results caches, before any
+        // WAL error can return early (the head keeps them either way).
+        if let Some(min_t) = ts.iter().chain(&h_ts).min() {
+            self.changes.record(*min_t);
         }
         // Metadata and exemplars become visible only once logged (after the sync below), so a
         // failed WAL write leaves them unknown and a retry logs them again.

@@ -67,11 +67,20 @@ impl Peer {
 
     /// This binary's `serve` on a fresh data dir (WAL fsync on, the default).
     pub fn promlake() -> Result<Peer> {
+        Self::promlake_with("")
+    }
+
+    /// `promlake()` with a config file holding `toml` (empty: defaults).
+    pub fn promlake_with(toml: &str) -> Result<Peer> {
         let dir = tempfile::tempdir()?;
         let port = free_port()?;
+        let config = dir.path().join("promlake.toml");
+        std::fs::write(&config, toml)?;
         let child = Command::new(std::env::current_exe()?)
+            .arg("serve")
+            .arg("--config")
+            .arg(&config)
             .args([
-                "serve",
                 "--http-listen",
                 &format!("127.0.0.1:{port}"),
                 "--grpc-listen",

@@ -35,6 +35,20 @@ pub struct QueryArgs {
     /// Write the figures as JSON here.
     #[arg(long)]
     pub json: Option<std::path::PathBuf>,
+    /// Repeated-refresh mode: start promlake with the results cache and promlake without
+    /// (`split_interval = "0s"`), load identical data up to now, then refresh the range queries
+    /// this many times, moving start and end forward by `--refresh-every` each time and
+    /// writing the scrapes of that interval in between. Reports the cache hit ratio (from
+    /// `/metrics`) and refresh latency with and without the cache.
+    #[arg(long, default_value_t = 0)]
+    pub refreshes: usize,
+    /// Seconds between refreshes (slept in real time, so the freshness window moves as for
+    /// a real dashboard).
+    #[arg(long, default_value_t = 30)]
+    pub refresh_every: u64,
+    /// Step of the range queries, in seconds.
+    #[arg(long, default_value_t = 15)]
+    pub step: u64,
 }
 
 pub const QUERIES: &[&str] = &[
@@ -93,7 +107,7 @@ pub fn run_queries(system: &str, base: &str, end_s: f64, args: &QueryArgs) -> Re
                             ("query", q.to_string()),
                             ("start", format!("{}", end_s - range_s)),
                             ("end", format!("{end_s}")),
-                            ("step", "15".to_string()),
+                            ("step", args.step.to_string()),
                         ])
                         .send()
                 };
@@ -131,9 +145,15 @@ fn load(urls: &[&str], args: &QueryArgs) -> Result<f64> {
     let start = end - (scrapes - 1) * 15_000;
     let mut w = Workload::new(args.series, start, 15_000, 7);
     w.jitter_ms = 0;
-    let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(120)).build()?;
     eprintln!("loading {} series x {} scrapes into {} systems", args.series, scrapes, urls.len());
-    for step in 0..scrapes {
+    write_scrapes(urls, &mut w, 0..scrapes)?;
+    Ok(end as f64 / 1000.0)
+}
+
+/// Remote-writes the scrapes `steps` of `w` into every URL, in time order.
+fn write_scrapes(urls: &[&str], w: &mut Workload, steps: std::ops::Range<i64>) -> Result<()> {
+    let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(120)).build()?;
+    for step in steps {
         for chunk in w.scrape(step).chunks(5000) {
             let body = wire::snappy::compress(&wire::encode_write_v1(&WriteBatch {
                 series: chunk.to_vec(),
@@ -151,10 +171,14 @@ fn load(urls: &[&str], args: &QueryArgs) -> Result<f64> {
             }
         }
     }
-    Ok(end as f64 / 1000.0)
+    Ok(())
 }
 
 pub fn run(args: &QueryArgs) -> Result<Vec<QueryFigures>> {
+    if args.refreshes > 0 {
+        refresh::run(args)?;
+        return Ok(Vec::new());
+    }
     let mut rows = Vec::new();
     if args.compare {
         let pl = Peer::promlake()?;
@@ -203,4 +227,141 @@ pub fn run(args: &QueryArgs) -> Result<Vec<QueryFigures>> {
         std::fs::write(p, serde_json::to_string_pretty(&rows)?)?;
     }
     Ok(rows)
+}
+
+/// The repeated-refresh mode (`--refreshes N`): a dashboard of the range queries above,
+/// refreshed every `--refresh-every` seconds over `--range`, against promlake with its results
+/// cache and promlake without it, on identical data that keeps arriving.
+mod refresh {
+    use super::*;
+
+    /// The sum over label sets of a counter in a `/metrics` text.
+    fn counter(client: &reqwest::blocking::Client, url: &str, name: &str) -> Result<f64> {
+        let text = client.get(format!("{url}/metrics")).send()?.text()?;
+        Ok(text
+            .lines()
+            .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum())
+    }
+
+    /// Runs every dashboard query as a range query over `[end - range, end]`; latencies in ms.
+    fn dashboard(
+        client: &reqwest::blocking::Client,
+        url: &str,
+        end_s: f64,
+        args: &QueryArgs,
+        out: &mut Vec<f64>,
+    ) -> Result<()> {
+        let range_s = promql_parser::util::parse_duration(&args.range)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(3600.0);
+        for q in QUERIES {
+            let t0 = Instant::now();
+            let r = client
+                .post(format!("{url}/api/v1/query_range"))
+                .form(&[
+                    ("query", q.to_string()),
+                    ("start", format!("{}", end_s - range_s)),
+                    ("end", format!("{end_s}")),
+                    ("step", args.step.to_string()),
+                ])
+                .send()?;
+            anyhow::ensure!(r.status().is_success(), "{url} {q}: {}", r.status());
+            r.bytes()?;
+            out.push(t0.elapsed().as_secs_f64() * 1000.0);
+        }
+        Ok(())
+    }
+
+    pub fn run(args: &QueryArgs) -> Result<()> {
+        let cached = Peer::promlake_with("")?;
+        let uncached = Peer::promlake_with("[query]\nsplit_interval = \"0s\"\n")?;
+        let urls = [cached.url.as_str(), uncached.url.as_str()];
+        let now =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as i64;
+        let scrapes = (args.hours * 240.0) as i64;
+        let end = now / 15_000 * 15_000;
+        let start = end - (scrapes - 1) * 15_000;
+        let mut w = Workload::new(args.series, start, 15_000, 7);
+        w.jitter_ms = 0;
+        eprintln!("loading {} series x {scrapes} scrapes into both servers", args.series);
+        write_scrapes(&urls, &mut w, 0..scrapes)?;
+        let client =
+            reqwest::blocking::Client::builder().timeout(Duration::from_secs(300)).build()?;
+        // The first (cold) view fills the cache; it is not part of the figures.
+        let mut cold = Vec::new();
+        dashboard(&client, &cached.url, end as f64 / 1000.0, args, &mut cold)?;
+        dashboard(&client, &uncached.url, end as f64 / 1000.0, args, &mut Vec::new())?;
+        let names = [
+            "promlake_query_cache_hits_total",
+            "promlake_query_cache_misses_total",
+            "promlake_query_cache_hit_steps_total",
+            "promlake_query_cache_miss_steps_total",
+            "promlake_query_cache_invalidations_total",
+        ];
+        let read = |c: &reqwest::blocking::Client| -> Result<Vec<f64>> {
+            names.iter().map(|n| counter(c, &cached.url, n)).collect()
+        };
+        let before = read(&client)?;
+        let (mut with_cache, mut without) = (Vec::new(), Vec::new());
+        let per = (args.refresh_every as i64 * 1000 / 15_000).max(1);
+        let mut next_scrape = scrapes;
+        let mut view_end = end;
+        for i in 1..=args.refreshes {
+            let t0 = Instant::now();
+            // The scrapes of the interval arrive, then the dashboard refreshes.
+            write_scrapes(&urls, &mut w, next_scrape..next_scrape + per)?;
+            next_scrape += per;
+            view_end += per * 15_000;
+            let wait = Duration::from_secs(args.refresh_every).saturating_sub(t0.elapsed());
+            std::thread::sleep(wait);
+            let e = view_end as f64 / 1000.0;
+            dashboard(&client, &cached.url, e, args, &mut with_cache)?;
+            dashboard(&client, &uncached.url, e, args, &mut without)?;
+            eprintln!("refresh {i}/{} done", args.refreshes);
+        }
+        let after = read(&client)?;
+        let d: Vec<f64> = after.iter().zip(&before).map(|(a, b)| a - b).collect();
+        let step_ratio = d[2] / (d[2] + d[3]).max(1.0);
+        let extent_ratio = d[0] / (d[0] + d[1]).max(1.0);
+        let (mut c, mut u) = (with_cache.clone(), without.clone());
+        let (c95, u95) = (pct(&mut c, 0.95), pct(&mut u, 0.95));
+        let (c50, u50) = (pct(&mut with_cache, 0.5), pct(&mut without, 0.5));
+        println!(
+            "dashboard: {} range queries over {} at step {}s, {} refreshes every {}s, {} series",
+            QUERIES.len(),
+            args.range,
+            args.step,
+            args.refreshes,
+            args.refresh_every,
+            args.series
+        );
+        println!(
+            "cache hit ratio (steps): {:.1}% ({} hit, {} computed); extents: {:.1}% ({} hit, {} computed); invalidations {}",
+            step_ratio * 100.0,
+            d[2],
+            d[3],
+            extent_ratio * 100.0,
+            d[0],
+            d[1],
+            d[4]
+        );
+        println!(
+            "refresh latency with cache: p50 {c50:.1} ms, p95 {c95:.1} ms; without: p50 {u50:.1} ms, p95 {u95:.1} ms; p95 ratio {:.3}",
+            c95 / u95
+        );
+        if let Some(p) = &args.json {
+            let j = serde_json::json!({
+                "series": args.series, "range": args.range, "step_s": args.step,
+                "refreshes": args.refreshes, "refresh_every_s": args.refresh_every,
+                "hit_ratio_steps": step_ratio, "hit_ratio_extents": extent_ratio,
+                "invalidations": d[4],
+                "cached_p50_ms": c50, "cached_p95_ms": c95,
+                "uncached_p50_ms": u50, "uncached_p95_ms": u95,
+            });
+            std::fs::write(p, serde_json::to_string_pretty(&j)?)?;
+        }
+        Ok(())
+    }
 }

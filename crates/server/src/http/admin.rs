@@ -24,6 +24,9 @@ pub async fn metrics(State(s): State<SharedState>) -> Response {
     if let Ok(db) = s.db() {
         s.metrics.refresh(&db);
     }
+    let (entries, bytes) = s.query_cache.usage();
+    s.metrics.query_cache_entries.set(entries as i64);
+    s.metrics.query_cache_bytes.set(bytes as i64);
     ([("content-type", "text/plain; version=0.0.4; charset=utf-8")], s.metrics.encode())
         .into_response()
 }

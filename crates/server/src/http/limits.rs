@@ -84,14 +84,14 @@ impl Admission {
 /// Storage as one query sees it: counts the distinct series and the samples it loads and
 /// fails the query once the series limit is passed (422, naming `query.max_series`).
 pub struct Counted<'a> {
-    inner: &'a dyn Queryable,
+    inner: &'a dyn crate::query_cache::Source,
     max_series: usize,
     seen: Mutex<HashSet<model::Labels>>,
     pub samples: AtomicUsize,
 }
 
 impl<'a> Counted<'a> {
-    pub fn new(inner: &'a dyn Queryable, max_series: usize) -> Counted<'a> {
+    pub fn new(inner: &'a dyn crate::query_cache::Source, max_series: usize) -> Counted<'a> {
         Counted {
             inner,
             max_series,
@@ -102,6 +102,16 @@ impl<'a> Counted<'a> {
 
     pub fn samples(&self) -> usize {
         self.samples.load(Ordering::Relaxed)
+    }
+}
+
+/// The change log is the wrapped storage's: counting changes nothing there.
+impl crate::query_cache::Source for Counted<'_> {
+    fn generation(&self, tenant: &TenantId) -> u64 {
+        self.inner.generation(tenant)
+    }
+    fn min_time_written_since(&self, tenant: &TenantId, since: u64) -> Option<i64> {
+        self.inner.min_time_written_since(tenant, since)
     }
 }
 
@@ -237,7 +247,7 @@ pub fn limit_of(e: &ApiError) -> Option<&'static str> {
 pub async fn run(
     s: &super::SharedState,
     endpoint: &'static str,
-    eval: impl FnOnce(&dyn Queryable) -> Result<promql::QueryResult, promql::Error> + Send + 'static,
+    eval: impl FnOnce(&Counted<'_>) -> Result<promql::QueryResult, promql::Error> + Send + 'static,
 ) -> Result<(promql::QueryResult, QueryStats), ApiError> {
     let queued = std::time::Instant::now();
     let slot = match s.admission.enter().await {

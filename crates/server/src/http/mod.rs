@@ -44,18 +44,24 @@ pub struct AppState {
     pub engine: Arc<promql::Engine>,
     /// Query concurrency limit and queue (`limits.rs`).
     pub admission: limits::Admission,
+    /// Range query splitting and the results cache.
+    pub query_cache: Arc<crate::query_cache::QueryCache>,
 }
 
 impl AppState {
     pub fn new(config: Config) -> Self {
+        let engine = Arc::new(promql::Engine::new(config.engine_options()));
+        let query_cache =
+            Arc::new(crate::query_cache::QueryCache::new(config.query_cache_settings(), &engine));
         AppState {
             config: config.clone(),
             db: OnceLock::new(),
             ready: AtomicBool::new(false),
             open_error: Mutex::new(None),
             metrics: Metrics::new(),
-            engine: Arc::new(promql::Engine::new(config.engine_options())),
+            engine,
             admission: limits::Admission::new(&config.query),
+            query_cache,
         }
     }
 

@@ -10,6 +10,7 @@ use serde_json::{Value as Json, json};
 
 use super::{Params, SharedState, parse_time, tenant};
 use crate::error::ApiError;
+use crate::query_cache::RangeQuery;
 
 /// Prometheus' limit on points per series of a range query.
 const MAX_POINTS: i64 = 11_000;
@@ -213,13 +214,13 @@ pub async fn range(
         ));
     }
     let tenant = tenant(&headers)?;
-    let engine = s.engine.clone();
+    let state = s.clone();
     let (cancel, _guard) = cancel_on_drop();
     let (res, stats) = super::limits::run(&s, "range", move |db| {
-        log_canceled(
-            engine.range_query_with(db, &tenant, &query, start, end, step, &cancel),
-            &query,
-        )
+        // Split into intervals, answered from the results cache where still valid.
+        let q = RangeQuery { tenant: &tenant, query: &query, start, end, step, now: now_ms() };
+        let r = state.query_cache.range_query(&state.engine, db, &q, &cancel, &state.metrics);
+        log_canceled(r, &query)
     })
     .await?;
     respond(&s, res, wants_stats(&p).then_some(&stats))
