@@ -16,10 +16,13 @@
 //!   scraping an OpenMetrics target); remote write 1.0/2.0 exemplars, selectors
 //!   inside expressions, time range, retries, kill -9.
 //! - `import`: `/api/v1/import` backfill of 3-day-old text into blocks; 400 naming the line.
+//! - `bench_compare`: `promlake bench compare --quick` against the real Prometheus and
+//!   VictoriaMetrics: every figure present and positive, Markdown and PNGs written.
 //!
 //! Every test starts the real binary on 127.0.0.1:0 with a temporary data dir (see
 //! [`Promlake::start`]) and talks to it over HTTP as a client would.
 
+mod bench_compare;
 mod exemplars;
 mod export;
 mod import;
