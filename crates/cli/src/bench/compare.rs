@@ -187,8 +187,10 @@ pub struct Report {
     pub systems: Vec<SystemResult>,
 }
 
-const KNOWN_PEERS: &[(&str, &str, &str)] =
-    &[("prometheus", "prometheus", "--version"), ("victoria-metrics", "victoria-metrics", "-version")];
+const KNOWN_PEERS: &[(&str, &str, &str)] = &[
+    ("prometheus", "prometheus", "--version"),
+    ("victoria-metrics", "victoria-metrics", "-version"),
+];
 
 pub fn run(args: &CompareArgs) -> Result<Report> {
     let started = Instant::now();
@@ -378,11 +380,12 @@ struct Progress {
 impl Progress {
     fn new(steps: u64) -> Progress {
         let tty = std::io::stderr().is_terminal();
-        let target =
-            if tty { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() };
+        let target = if tty { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() };
         let multi = MultiProgress::with_draw_target(target);
         let overall = multi.add(ProgressBar::new(steps));
-        if let Ok(s) = ProgressStyle::with_template("{prefix:>12} [{bar:30}] {pos}/{len} {msg} ({elapsed})") {
+        if let Ok(s) =
+            ProgressStyle::with_template("{prefix:>12} [{bar:30}] {pos}/{len} {msg} ({elapsed})")
+        {
             overall.set_style(s.progress_chars("=> "));
         }
         overall.set_prefix("compare");
@@ -488,7 +491,9 @@ fn git_commit() -> String {
 
 /// Rounds for reading: thousands separated, fewer decimals as values grow.
 fn fmt(v: f64) -> String {
-    if v >= 1000.0 {
+    if v == 0.0 {
+        "0".into()
+    } else if v >= 1000.0 {
         let s = format!("{:.0}", v);
         let mut out = String::new();
         for (i, c) in s.chars().enumerate() {
@@ -586,7 +591,8 @@ fn markdown_page(r: &Report, table: &str) -> String {
          PromQL through MetricsQL, its cache off); p50/p95 over every run of every query of that \
          kind; queries run before the flush, on data as each system holds its newest hour.\n\
          - bytes on disk per sample, after the queries:\n{methods}\n",
-        quick = if r.quick { " (--quick: tiny scale, for smoke tests, not for quoting)" } else { "" },
+        quick =
+            if r.quick { " (--quick: tiny scale, for smoke tests, not for quoting)" } else { "" },
         date = r.date,
         cmd = r.command,
         commit = r.promlake_commit,
@@ -643,7 +649,7 @@ fn plot_figures(path: &Path, rows: &[SystemResult]) -> Result<()> {
             .margin(12)
             .x_label_area_size(28)
             .y_label_area_size(70)
-            .build_cartesian_2d((0..rows.len() as i32).into_segmented(), 0.0..max)
+            .build_cartesian_2d((0..rows.len() as i32 - 1).into_segmented(), 0.0..max)
             .map_err(plot_err)?;
         chart
             .configure_mesh()
@@ -672,10 +678,10 @@ fn plot_figures(path: &Path, rows: &[SystemResult]) -> Result<()> {
                 Text::new(
                     fmt(*v),
                     (SegmentValue::CenterOf(i as i32), *v + max * 0.03),
-                    ("sans-serif", 15).into_font().color(&BLACK).pos(Pos::new(
-                        HPos::Center,
-                        VPos::Bottom,
-                    )),
+                    ("sans-serif", 15)
+                        .into_font()
+                        .color(&BLACK)
+                        .pos(Pos::new(HPos::Center, VPos::Bottom)),
                 )
             }))
             .map_err(plot_err)?;
@@ -708,7 +714,7 @@ fn plot_ratios(path: &Path, rows: &[SystemResult]) -> Result<()> {
         .margin(20)
         .x_label_area_size(40)
         .y_label_area_size(70)
-        .build_cartesian_2d((0..n).into_segmented(), (lo..hi).log_scale())
+        .build_cartesian_2d((0..n - 1).into_segmented(), (lo..hi).log_scale())
         .map_err(plot_err)?;
     chart
         .configure_mesh()

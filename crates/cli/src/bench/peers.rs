@@ -36,7 +36,9 @@ pub fn ensure_binary(bin: &str, package: &str) -> Result<PathBuf> {
         .unwrap_or(false);
     match find() {
         Some(p) if ok => Ok(p),
-        _ => bail!("{bin} is missing and `{command}` did not install it (try `apt-get update` first)"),
+        _ => bail!(
+            "{bin} is missing and `{command}` did not install it (try `apt-get update` first)"
+        ),
     }
 }
 
@@ -161,7 +163,8 @@ impl Peer {
     /// promlake: flushes the head into blocks (`POST /api/v1/admin/tsdb/flush`), then returns
     /// the data dir's size once background compaction has left it unchanged for `quiet`.
     pub fn promlake_flush(&self, quiet: Duration) -> Result<u64> {
-        let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(300)).build()?;
+        let client =
+            reqwest::blocking::Client::builder().timeout(Duration::from_secs(300)).build()?;
         let r = client.post(format!("{}/api/v1/admin/tsdb/flush", self.url)).send()?;
         anyhow::ensure!(r.status().is_success(), "promlake flush: {}", r.status());
         Ok(wait_dir_stable(self.dir.path(), quiet, Duration::from_secs(120)))
@@ -170,7 +173,8 @@ impl Peer {
     /// VictoriaMetrics: flushes in-memory data, force-merges the monthly partitions holding
     /// `first_ms..=last_ms`, and returns the data dir's size once unchanged for `quiet`.
     pub fn victoria_compact(&self, first_ms: i64, last_ms: i64, quiet: Duration) -> Result<u64> {
-        let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(300)).build()?;
+        let client =
+            reqwest::blocking::Client::builder().timeout(Duration::from_secs(300)).build()?;
         client.get(format!("{}/internal/force_flush", self.url)).send().context("force_flush")?;
         let month = |ms: i64| {
             let days = ms.div_euclid(86_400_000);
@@ -200,7 +204,8 @@ impl Peer {
     /// compacted block (index + chunks + meta); returns the snapshot's size. The WAL is not
     /// counted.
     pub fn prometheus_snapshot_bytes(&self) -> Result<u64> {
-        let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(300)).build()?;
+        let client =
+            reqwest::blocking::Client::builder().timeout(Duration::from_secs(300)).build()?;
         let r = client.post(format!("{}/api/v1/admin/tsdb/snapshot", self.url)).send()?;
         anyhow::ensure!(r.status().is_success(), "prometheus snapshot: {}", r.status());
         let v: serde_json::Value = serde_json::from_slice(&r.bytes()?)?;

@@ -54,11 +54,7 @@ fn quick_compare_writes_every_figure_and_plot() {
         assert_eq!(figures.len(), FIGURES.len(), "{figures:?}");
         for key in FIGURES {
             let v = figures.get(*key).and_then(|v| v.as_f64());
-            assert!(
-                v.is_some_and(|v| v.is_finite() && v > 0.0),
-                "{} {key} = {v:?}",
-                s["system"]
-            );
+            assert!(v.is_some_and(|v| v.is_finite() && v > 0.0), "{} {key} = {v:?}", s["system"]);
         }
         assert_eq!(s["query_failures"], 0, "{s}");
         assert!(s["version"].as_str().is_some_and(|v| !v.is_empty() && v != "unknown"), "{s}");
