@@ -17,7 +17,7 @@ use anyhow::{Context, Result, bail};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::ingest::{self, IngestArgs, Payload};
-use super::peers::{Peer, ensure_binary, rss_bytes, version_line};
+use super::peers::{Peer, ensure_binary, peer_version, rss_bytes};
 use super::query::{self, QueryArgs};
 
 #[derive(clap::Args, Clone, Debug)]
@@ -210,7 +210,7 @@ pub fn run(args: &CompareArgs) -> Result<Report> {
     versions.insert("promlake", format!("promlake {}", env!("CARGO_PKG_VERSION")));
     for (name, bin, flag) in KNOWN_PEERS.iter().filter(|k| peers.contains(&k.0)) {
         let path = ensure_binary(bin, name)?;
-        versions.insert(*name, version_line(&path.to_string_lossy(), flag));
+        versions.insert(*name, peer_version(&path, flag, name));
     }
     let machine = machine_info();
     let scale = Scale::new(args.quick);

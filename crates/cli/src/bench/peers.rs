@@ -52,17 +52,27 @@ fn is_root() -> bool {
     })
 }
 
-/// The first line a binary prints for `flag` (e.g. `--version`), stdout or stderr.
-pub fn version_line(bin: &str, flag: &str) -> String {
-    Command::new(bin)
-        .arg(flag)
-        .output()
-        .ok()
-        .and_then(|o| {
+/// A peer's version: its Debian package version (`dpkg-query`), else the first non-empty line
+/// the binary prints for `flag` (e.g. `--version`).
+pub fn peer_version(bin: &Path, flag: &str, package: &str) -> String {
+    let first_line = |mut c: Command| {
+        c.output().ok().filter(|o| o.status.success()).and_then(|o| {
             let text = [o.stdout, o.stderr].concat();
-            String::from_utf8_lossy(&text).lines().next().map(|l| l.trim().to_string())
+            String::from_utf8_lossy(&text)
+                .lines()
+                .map(str::trim)
+                .find(|l| !l.is_empty())
+                .map(str::to_string)
         })
-        .unwrap_or_else(|| "unknown".into())
+    };
+    let mut dpkg = Command::new("dpkg-query");
+    dpkg.args(["-W", "-f=${Version}", package]);
+    if let Some(v) = first_line(dpkg) {
+        return format!("{package} {v} (Debian package)");
+    }
+    let mut own = Command::new(bin);
+    own.arg(flag);
+    first_line(own).unwrap_or_else(|| "unknown".into())
 }
 
 pub struct Peer {
