@@ -787,3 +787,48 @@ fn plot_ratios(path: &Path, rows: &[SystemResult]) -> Result<()> {
 fn plot_err<E: std::fmt::Display>(e: E) -> anyhow::Error {
     anyhow::anyhow!("drawing the plot: {e}")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(v: f64, want: &str) {
+        assert_eq!(fmt(v), want, "fmt({v})");
+    }
+
+    #[test]
+    fn numbers_are_rounded_for_reading() {
+        for (v, want) in [
+            (0.0, "0"),
+            (0.45678, "0.457"),
+            (1.2345, "1.23"),
+            (12.34, "12.3"),
+            (512.4, "512"),
+            (1_000.0, "1,000"),
+            (1_234_567.8, "1,234,568"),
+        ] {
+            check(v, want);
+        }
+    }
+
+    #[test]
+    fn table_has_every_figure_and_a_ratio_per_peer() {
+        let row = |name: &str, scale: f64| SystemResult {
+            system: name.into(),
+            version: String::new(),
+            figures: FIGURES.iter().map(|f| (f.key.to_string(), 2.0 * scale)).collect(),
+            samples_accepted: 1,
+            bytes_on_disk: 1,
+            query_failures: 0,
+            storage_method: String::new(),
+        };
+        let t = markdown_table(&[row("promlake", 1.0), row("prometheus", 4.0), row("vm", 0.5)]);
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines.len(), 2 + FIGURES.len(), "{t}");
+        assert_eq!(
+            lines[0],
+            "| figure | promlake | prometheus | vm | promlake ÷ prometheus | promlake ÷ vm |"
+        );
+        assert!(lines[2].ends_with("| 2.00 | 8.00 | 1.00 | 0.25× | 2.00× |"), "{}", lines[2]);
+    }
+}
