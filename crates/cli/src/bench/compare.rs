@@ -578,8 +578,7 @@ fn markdown_page(r: &Report, table: &str) -> String {
          sender in time order; then {nq} dashboard PromQL queries as instant queries at the \
          newest scrape and as {range} range queries at a 15 s step, {runs} runs each; then flush \
          and compaction.\n\n{table}\n\
-         ![every figure per system](compare-figures.png)\n\n\
-         ![promlake ÷ peer per figure](compare-ratios.png)\n\n\
+         ![every figure per system](compare-figures.png)\n\n{ratios}\
          ## How each figure is measured\n\n\
          - ingest samples/s: accepted samples ÷ wall time of the remote-write phase; p99 write \
          latency over all requests of that phase. Any rejected request aborts the run.\n\
@@ -613,6 +612,11 @@ fn markdown_page(r: &Report, table: &str) -> String {
         range = sc.range,
         runs = sc.runs_per_query,
         methods = methods.join("\n"),
+        ratios = if r.systems.len() > 1 {
+            "![promlake ÷ peer per figure](compare-ratios.png)\n\n"
+        } else {
+            ""
+        },
     )
 }
 
