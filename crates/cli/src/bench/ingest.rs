@@ -7,10 +7,10 @@
 //! payloads against each, one after the other.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
+use indicatif::ProgressBar;
 use model::{Interner, WriteBatch};
 
 use super::peers::{Peer, cpu_seconds};
@@ -61,30 +61,48 @@ pub struct IngestFigures {
     pub server_cpu_s_per_million: Option<f64>,
 }
 
-/// Encodes every request up front; returns (payload, samples in it).
-pub fn encode_payloads(args: &IngestArgs) -> Vec<(Vec<u8>, usize)> {
+/// One encoded remote-write request.
+pub struct Payload {
+    pub body: Vec<u8>,
+    pub samples: usize,
+    /// Which sender sends it: the chunk's place in its scrape modulo the senders, so every
+    /// series goes through one sender in time order (as Prometheus shards remote write), and
+    /// systems that reject out-of-order samples see none.
+    pub shard: usize,
+}
+
+/// Unix milliseconds of the first scrape of a run of `scrapes` ending now.
+pub fn default_start_ms(scrapes: i64) -> i64 {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0);
-    let start = now - args.scrapes * 15_000;
-    let mut w = Workload::new(args.series, start, 15_000, 42);
+    now - scrapes * 15_000
+}
+
+/// Encodes every request up front, scrapes 15 s apart from `start_ms`.
+pub fn encode_payloads(args: &IngestArgs, start_ms: i64) -> Vec<Payload> {
+    let mut w = Workload::new(args.series, start_ms, 15_000, 42);
     let mut out = Vec::new();
     for step in 0..args.scrapes {
         let scrape = w.scrape(step);
-        for chunk in scrape.chunks(args.batch) {
+        for (i, chunk) in scrape.chunks(args.batch).enumerate() {
             let batch = WriteBatch { series: chunk.to_vec(), metadata: vec![] };
-            out.push((wire::snappy::compress(&wire::encode_write_v1(&batch)), chunk.len()));
+            out.push(Payload {
+                body: wire::snappy::compress(&wire::encode_write_v1(&batch)),
+                samples: chunk.len(),
+                shard: i % args.concurrency.max(1),
+            });
         }
     }
     out
 }
 
 /// Snappy + zero-copy decode of every payload on one core: the ceiling of any receiver.
-pub fn decode_ceiling(payloads: &[(Vec<u8>, usize)]) -> f64 {
+pub fn decode_ceiling(payloads: &[Payload]) -> f64 {
     let t0 = Instant::now();
     let mut n = 0usize;
-    for (p, _) in payloads {
+    for Payload { body: p, .. } in payloads {
         let interner = Interner::new();
         if let Ok(d) = wire::decode_write(
             wire::WriteProtocol::V1,
@@ -106,42 +124,42 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
-/// Replays the payloads against `url` with `concurrency` senders.
+/// Replays the payloads against `url` with `concurrency` senders, each sending its shard in
+/// order; `progress` counts requests.
 pub fn run_load(
     system: &str,
     url: &str,
-    payloads: &[(Vec<u8>, usize)],
+    payloads: &[Payload],
     args: &IngestArgs,
     pid: Option<u32>,
+    progress: &ProgressBar,
 ) -> Result<IngestFigures> {
-    let next = AtomicUsize::new(0);
     let cpu0 = pid.map(cpu_seconds).transpose()?;
     let t0 = Instant::now();
     let results: Vec<Vec<(f64, u16, usize)>> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..args.concurrency)
-            .map(|_| {
-                s.spawn(|| {
+            .map(|shard| {
+                s.spawn(move || {
                     let client = reqwest::blocking::Client::builder()
                         .timeout(Duration::from_secs(60))
                         .build()
                         .ok();
                     let mut out = Vec::new();
                     let Some(client) = client else { return out };
-                    loop {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        let Some((body, n)) = payloads.get(i) else { break };
+                    for p in payloads.iter().filter(|p| p.shard == shard) {
                         let mut req = client
                             .post(url)
                             .header("content-type", "application/x-protobuf")
                             .header("content-encoding", "snappy")
                             .header("x-prometheus-remote-write-version", "0.1.0")
-                            .body(body.clone());
+                            .body(p.body.clone());
                         if let Some(t) = &args.tenant {
                             req = req.header("X-Scope-OrgID", t);
                         }
                         let s0 = Instant::now();
                         let status = req.send().map(|r| r.status().as_u16()).unwrap_or(0);
-                        out.push((s0.elapsed().as_secs_f64() * 1000.0, status, *n));
+                        out.push((s0.elapsed().as_secs_f64() * 1000.0, status, p.samples));
+                        progress.inc(1);
                     }
                     out
                 })
@@ -186,8 +204,8 @@ pub fn run(args: &IngestArgs) -> Result<Vec<IngestFigures>> {
         "encoding {} series x {} scrapes in requests of {} samples...",
         args.series, args.scrapes, args.batch
     );
-    let payloads = encode_payloads(args);
-    let bytes: usize = payloads.iter().map(|p| p.0.len()).sum();
+    let payloads = encode_payloads(args, default_start_ms(args.scrapes));
+    let bytes: usize = payloads.iter().map(|p| p.body.len()).sum();
     eprintln!("{} requests, {:.1} MB compressed", payloads.len(), bytes as f64 / 1e6);
     let ceiling = decode_ceiling(&payloads);
     eprintln!(
@@ -205,6 +223,7 @@ pub fn run(args: &IngestArgs) -> Result<Vec<IngestFigures>> {
                 &payloads,
                 args,
                 Some(own.pid()),
+                &ProgressBar::hidden(),
             )?);
         }
         {
@@ -216,10 +235,18 @@ pub fn run(args: &IngestArgs) -> Result<Vec<IngestFigures>> {
                 &payloads,
                 args,
                 Some(vm.pid()),
+                &ProgressBar::hidden(),
             )?);
         }
     } else {
-        rows.push(run_load("target", &args.url, &payloads, args, args.pid)?);
+        rows.push(run_load(
+            "target",
+            &args.url,
+            &payloads,
+            args,
+            args.pid,
+            &ProgressBar::hidden(),
+        )?);
     }
     println!(
         "| system | samples | requests | seconds | samples/s | p50 ms | p90 ms | p99 ms | errors | server CPU s / 1M |"

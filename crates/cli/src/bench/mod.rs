@@ -1,5 +1,6 @@
 //! `promlake bench`: workloads and side-by-side measurements against peer systems.
 
+pub mod compare;
 pub mod ingest;
 pub mod peers;
 pub mod promql;
@@ -9,6 +10,9 @@ pub mod workload;
 
 #[derive(clap::Subcommand)]
 pub enum BenchCommand {
+    /// promlake beside Prometheus and VictoriaMetrics, one after the other, under the identical
+    /// workload: a table, JSON and PNG plots in --out.
+    Compare(compare::CompareArgs),
     /// Bytes on disk per sample, RSS per series and append throughput, beside VictoriaMetrics.
     Storage(storage::StorageArgs),
     /// Remote-write load generator; `--compare` runs it against promlake and VictoriaMetrics.
@@ -21,6 +25,7 @@ pub enum BenchCommand {
 
 pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
+        BenchCommand::Compare(a) => compare::run(&a).map(|_| ()),
         BenchCommand::Storage(a) => storage::run(&a).map(|_| ()),
         BenchCommand::Ingest(a) => ingest::run(&a).map(|_| ()),
         BenchCommand::Query(a) => query::run(&a).map(|_| ()),

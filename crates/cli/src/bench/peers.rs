@@ -23,7 +23,11 @@ pub fn ensure_binary(bin: &str, package: &str) -> Result<PathBuf> {
     if let Some(p) = find() {
         return Ok(p);
     }
-    eprintln!("{bin} not found; installing Debian package {package} with apt-get");
+    let command = format!("apt-get install -y --no-install-recommends {package}");
+    if !is_root() {
+        bail!("{bin} is not installed; install it with `sudo {command}`");
+    }
+    eprintln!("{bin} not found; installing Debian package {package}: {command}");
     let ok = Command::new("apt-get")
         .args(["install", "-y", "-qq", "--no-install-recommends", package])
         .env("DEBIAN_FRONTEND", "noninteractive")
@@ -33,9 +37,42 @@ pub fn ensure_binary(bin: &str, package: &str) -> Result<PathBuf> {
     match find() {
         Some(p) if ok => Ok(p),
         _ => bail!(
-            "{bin} is missing and could not be installed: run `sudo apt-get install {package}`"
+            "{bin} is missing and `{command}` did not install it (try `apt-get update` first)"
         ),
     }
+}
+
+/// Whether this process runs with effective user id 0.
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
+        s.lines()
+            .find_map(|l| l.strip_prefix("Uid:"))
+            .and_then(|v| v.split_whitespace().nth(1))
+            .is_some_and(|euid| euid == "0")
+    })
+}
+
+/// A peer's version: its Debian package version (`dpkg-query`), else the first non-empty line
+/// the binary prints for `flag` (e.g. `--version`).
+pub fn peer_version(bin: &Path, flag: &str, package: &str) -> String {
+    let first_line = |mut c: Command| {
+        c.output().ok().filter(|o| o.status.success()).and_then(|o| {
+            let text = [o.stdout, o.stderr].concat();
+            String::from_utf8_lossy(&text)
+                .lines()
+                .map(str::trim)
+                .find(|l| !l.is_empty())
+                .map(str::to_string)
+        })
+    };
+    let mut dpkg = Command::new("dpkg-query");
+    dpkg.args(["-W", "-f=${Version}", package]);
+    if let Some(v) = first_line(dpkg) {
+        return format!("{package} {v} (Debian package)");
+    }
+    let mut own = Command::new(bin);
+    own.arg(flag);
+    first_line(own).unwrap_or_else(|| "unknown".into())
 }
 
 pub struct Peer {
@@ -55,6 +92,8 @@ impl Peer {
             .arg(format!("-httpListenAddr=127.0.0.1:{port}"))
             .arg("-retentionPeriod=100y")
             .arg("-search.disableCache")
+            // Answer queries up to the newest sample, as promlake and Prometheus do.
+            .arg("-search.latencyOffset=0s")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -98,7 +137,8 @@ impl Peer {
         Ok(p)
     }
 
-    /// Debian's Prometheus with the remote-write receiver on and no scrape targets.
+    /// Debian's Prometheus with the remote-write receiver on and no scrape targets (admin API on
+    /// for [`Peer::prometheus_snapshot_bytes`]).
     pub fn prometheus_receiver() -> Result<Peer> {
         let bin = ensure_binary("prometheus", "prometheus")?;
         let dir = tempfile::tempdir()?;
@@ -109,6 +149,7 @@ impl Peer {
             .arg(format!("--storage.tsdb.path={}", dir.path().join("tsdb").display()))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
             .arg("--web.enable-remote-write-receiver")
+            .arg("--web.enable-admin-api")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -136,6 +177,59 @@ impl Peer {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// promlake: flushes the head into blocks (`POST /api/v1/admin/tsdb/flush`), then returns
+    /// the data dir's size once background compaction has left it unchanged for `quiet`.
+    pub fn promlake_flush(&self, quiet: Duration) -> Result<u64> {
+        let client =
+            reqwest::blocking::Client::builder().timeout(Duration::from_secs(300)).build()?;
+        let r = client.post(format!("{}/api/v1/admin/tsdb/flush", self.url)).send()?;
+        anyhow::ensure!(r.status().is_success(), "promlake flush: {}", r.status());
+        Ok(wait_dir_stable(self.dir.path(), quiet, Duration::from_secs(120)))
+    }
+
+    /// VictoriaMetrics: flushes in-memory data, force-merges the monthly partitions holding
+    /// `first_ms..=last_ms`, and returns the data dir's size once unchanged for `quiet`.
+    pub fn victoria_compact(&self, first_ms: i64, last_ms: i64, quiet: Duration) -> Result<u64> {
+        let client =
+            reqwest::blocking::Client::builder().timeout(Duration::from_secs(300)).build()?;
+        client.get(format!("{}/internal/force_flush", self.url)).send().context("force_flush")?;
+        let month = |ms: i64| {
+            let days = ms.div_euclid(86_400_000);
+            // civil-from-days (Howard Hinnant), for the partition name YYYY_MM.
+            let z = days + 719_468;
+            let era = z.div_euclid(146_097);
+            let doe = z - era * 146_097;
+            let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+            let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+            let mp = (5 * doy + 2) / 153;
+            let m = if mp < 10 { mp + 3 } else { mp - 9 };
+            let y = yoe + era * 400 + i64::from(m <= 2);
+            format!("{y:04}_{m:02}")
+        };
+        let mut parts = vec![month(first_ms), month(last_ms)];
+        parts.dedup();
+        for p in parts {
+            client
+                .get(format!("{}/internal/force_merge?partition_prefix={p}", self.url))
+                .send()
+                .context("force_merge")?;
+        }
+        Ok(wait_dir_stable(self.dir.path(), quiet, Duration::from_secs(120)))
+    }
+
+    /// Prometheus: a TSDB snapshot (`POST /api/v1/admin/tsdb/snapshot`) writes the head as a
+    /// compacted block (index + chunks + meta); returns the snapshot's size. The WAL is not
+    /// counted.
+    pub fn prometheus_snapshot_bytes(&self) -> Result<u64> {
+        let client =
+            reqwest::blocking::Client::builder().timeout(Duration::from_secs(300)).build()?;
+        let r = client.post(format!("{}/api/v1/admin/tsdb/snapshot", self.url)).send()?;
+        anyhow::ensure!(r.status().is_success(), "prometheus snapshot: {}", r.status());
+        let v: serde_json::Value = serde_json::from_slice(&r.bytes()?)?;
+        let name = v["data"]["name"].as_str().context("snapshot name in the answer")?;
+        Ok(dir_bytes(&self.dir.path().join("tsdb").join("snapshots").join(name)))
     }
 }
 

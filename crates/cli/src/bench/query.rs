@@ -7,6 +7,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
+use indicatif::ProgressBar;
 use model::WriteBatch;
 
 use super::peers::Peer;
@@ -76,6 +77,8 @@ pub struct QueryFigures {
     pub p50_ms: f64,
     pub p95_ms: f64,
     pub p99_ms: f64,
+    /// ("instant" | "range", p50 ms, p95 ms) over all queries of that kind.
+    pub by_kind: Vec<(String, f64, f64)>,
     pub failures: usize,
 }
 
@@ -84,14 +87,23 @@ fn pct(v: &mut [f64], p: f64) -> f64 {
     if v.is_empty() { 0.0 } else { v[((v.len() as f64 - 1.0) * p).round() as usize] }
 }
 
-/// Runs the query set against `base`; `end_s` is the newest data time (Unix seconds).
-pub fn run_queries(system: &str, base: &str, end_s: f64, args: &QueryArgs) -> Result<QueryFigures> {
+/// Runs the query set against `base`; `end_s` is the newest data time (Unix seconds);
+/// `progress` counts requests.
+pub fn run_queries(
+    system: &str,
+    base: &str,
+    end_s: f64,
+    args: &QueryArgs,
+    progress: &ProgressBar,
+) -> Result<QueryFigures> {
     let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(120)).build()?;
     let range_s =
         promql_parser::util::parse_duration(&args.range).map(|d| d.as_secs_f64()).unwrap_or(3600.0);
     let (mut all, mut per_query, mut failures) = (Vec::new(), Vec::new(), 0);
+    let mut kinds = [("instant", Vec::new()), ("range", Vec::new())];
     for q in QUERIES {
-        for kind in ["instant", "range"] {
+        for (kind, kind_lat) in &mut kinds {
+            let kind = *kind;
             let mut lat = Vec::new();
             for _ in 0..args.runs {
                 let t0 = Instant::now();
@@ -113,9 +125,11 @@ pub fn run_queries(system: &str, base: &str, end_s: f64, args: &QueryArgs) -> Re
                 };
                 let ok = r.is_ok_and(|r| r.status().is_success() && r.bytes().is_ok());
                 let ms = t0.elapsed().as_secs_f64() * 1000.0;
+                progress.inc(1);
                 if ok {
                     lat.push(ms);
                     all.push(ms);
+                    kind_lat.push(ms);
                 } else {
                     failures += 1;
                 }
@@ -132,6 +146,10 @@ pub fn run_queries(system: &str, base: &str, end_s: f64, args: &QueryArgs) -> Re
         p50_ms: pct(&mut a, 0.5),
         p95_ms: pct(&mut all.clone(), 0.95),
         p99_ms: pct(&mut all, 0.99),
+        by_kind: kinds
+            .into_iter()
+            .map(|(k, mut v)| (k.to_string(), pct(&mut v, 0.5), pct(&mut v, 0.95)))
+            .collect(),
         failures,
     })
 }
@@ -188,12 +206,12 @@ pub fn run(args: &QueryArgs) -> Result<Vec<QueryFigures>> {
         // Both systems idle and settled before timing.
         std::thread::sleep(Duration::from_secs(2));
         eprintln!("querying promlake");
-        rows.push(run_queries("promlake", &pl_url, end, args)?);
+        rows.push(run_queries("promlake", &pl_url, end, args, &ProgressBar::hidden())?);
         eprintln!("querying prometheus");
-        rows.push(run_queries("prometheus", &pr_url, end, args)?);
+        rows.push(run_queries("prometheus", &pr_url, end, args, &ProgressBar::hidden())?);
     } else {
         let end = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs_f64();
-        rows.push(run_queries("target", &args.url, end, args)?);
+        rows.push(run_queries("target", &args.url, end, args, &ProgressBar::hidden())?);
     }
     println!(
         "| query | {} |",

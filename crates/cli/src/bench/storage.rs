@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use model::{Appendable, SeriesWrite, TenantId, WriteBatch};
 
-use super::peers::{Peer, cpu_seconds, dir_bytes, rss_bytes, wait_dir_stable};
+use super::peers::{Peer, cpu_seconds, dir_bytes, rss_bytes};
 use super::workload::{Workload, to_text};
 
 #[derive(clap::Args, Clone, Debug)]
@@ -163,29 +163,8 @@ fn run_victoria(args: &StorageArgs) -> Result<StorageFigures> {
     // Series become visible and RSS settles after the flush.
     std::thread::sleep(Duration::from_secs(2));
     let rss = rss_bytes(peer.pid())?.saturating_sub(rss0);
-    let month = |ms: i64| {
-        let days = ms.div_euclid(86_400_000);
-        // civil-from-days (Howard Hinnant), for the partition name YYYY_MM.
-        let z = days + 719_468;
-        let era = z.div_euclid(146_097);
-        let doe = z - era * 146_097;
-        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-        let mp = (5 * doy + 2) / 153;
-        let m = if mp < 10 { mp + 3 } else { mp - 9 };
-        let y = yoe + era * 400 + i64::from(m <= 2);
-        format!("{y:04}_{m:02}")
-    };
     let s0 = start_ms(args);
-    let mut parts = vec![month(s0), month(s0 + args.samples * 15_000)];
-    parts.dedup();
-    for p in parts {
-        client
-            .get(format!("{}/internal/force_merge?partition_prefix={p}", peer.url))
-            .send()
-            .context("force_merge")?;
-    }
-    let bytes = wait_dir_stable(peer.dir.path(), Duration::from_secs(5), Duration::from_secs(120));
+    let bytes = peer.victoria_compact(s0, s0 + args.samples * 15_000, Duration::from_secs(5))?;
     Ok(StorageFigures {
         system: "victoria-metrics".into(),
         series: args.series,

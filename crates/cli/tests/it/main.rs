@@ -21,12 +21,15 @@
 //! - `import`: `/api/v1/import` backfill of 3-day-old text into blocks; 400 naming the line.
 //! - `cache`: range query splitting and the results cache: answers equal to an unsplit
 //!   server's, dashboard refreshes from the cache, late writes and imports seen, `@` not split.
+//! - `bench_compare`: `promlake bench compare --quick` against the real Prometheus and
+//!   VictoriaMetrics: every figure present and positive, Markdown and PNGs written.
 //!
 //! Every test starts the real binary on 127.0.0.1:0 with a temporary data dir (see
 //! [`Promlake::start`]) and talks to it over HTTP as a client would.
 
 mod api;
 mod cache;
+mod bench_compare;
 mod exemplars;
 mod export;
 mod import;
