@@ -233,6 +233,9 @@ pub fn run(args: &CompareArgs) -> Result<Report> {
         range: scale.range.clone(),
         compare: false,
         json: None,
+        refreshes: 0,
+        refresh_every: 30,
+        step: 15,
     };
     let start_ms = ingest::default_start_ms(scale.scrapes);
     let last_ms = start_ms + (scale.scrapes - 1) * 15_000;

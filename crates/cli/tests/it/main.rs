@@ -28,8 +28,8 @@
 //! [`Promlake::start`]) and talks to it over HTTP as a client would.
 
 mod api;
-mod cache;
 mod bench_compare;
+mod cache;
 mod exemplars;
 mod export;
 mod import;
