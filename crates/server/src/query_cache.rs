@@ -362,7 +362,11 @@ impl QueryCache {
                 let dropped = before - extents.len();
                 if dropped > 0 {
                     metrics.query_cache_invalidations.get_or_create(&tl).inc_by(dropped as u64);
-                    c.insert(key(bucket), Arc::new(extents.clone()));
+                    if extents.is_empty() {
+                        c.invalidate(&key(bucket));
+                    } else {
+                        c.insert(key(bucket), Arc::new(extents.clone()));
+                    }
                 }
             }
             let pieces = plan(&extents, from, to, q.step);

@@ -292,6 +292,18 @@ mod refresh {
         Ok(())
     }
 
+    /// Writes the scrapes from `next` up to the wall clock; returns the newest scrape's time.
+    fn catch_up(urls: &[&str], w: &mut Workload, start: i64, next: &mut i64) -> Result<i64> {
+        let now =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as i64;
+        let upto = (now - start).div_euclid(15_000) + 1;
+        if upto > *next {
+            write_scrapes(urls, w, *next..upto)?;
+            *next = upto;
+        }
+        Ok(start + (*next - 1) * 15_000)
+    }
+
     pub fn run(args: &QueryArgs) -> Result<()> {
         let cached = Peer::promlake_with("")?;
         let uncached = Peer::promlake_with("[query]\nsplit_interval = \"0s\"\n")?;
@@ -307,6 +319,9 @@ mod refresh {
         write_scrapes(&urls, &mut w, 0..scrapes)?;
         let client =
             reqwest::blocking::Client::builder().timeout(Duration::from_secs(300)).build()?;
+        // Loading took a while: the scrapes since then arrive too, so data reaches now.
+        let mut next_scrape = scrapes;
+        let end = catch_up(&urls, &mut w, start, &mut next_scrape)?.max(end);
         // The first (cold) view fills the cache; it is not part of the figures.
         let mut cold = Vec::new();
         dashboard(&client, &cached.url, end as f64 / 1000.0, args, &mut cold)?;
@@ -323,17 +338,13 @@ mod refresh {
         };
         let before = read(&client)?;
         let (mut with_cache, mut without) = (Vec::new(), Vec::new());
-        let per = (args.refresh_every as i64 * 1000 / 15_000).max(1);
-        let mut next_scrape = scrapes;
         let mut view_end = end;
         for i in 1..=args.refreshes {
-            let t0 = Instant::now();
-            // The scrapes of the interval arrive, then the dashboard refreshes.
-            write_scrapes(&urls, &mut w, next_scrape..next_scrape + per)?;
-            next_scrape += per;
-            view_end += per * 15_000;
-            let wait = Duration::from_secs(args.refresh_every).saturating_sub(t0.elapsed());
-            std::thread::sleep(wait);
+            std::thread::sleep(Duration::from_secs(args.refresh_every));
+            // The scrapes of the interval arrive (up to now), the dashboard moves forward by
+            // the interval and refreshes.
+            catch_up(&urls, &mut w, start, &mut next_scrape)?;
+            view_end += args.refresh_every as i64 * 1000;
             let e = view_end as f64 / 1000.0;
             dashboard(&client, &cached.url, e, args, &mut with_cache)?;
             dashboard(&client, &uncached.url, e, args, &mut without)?;
