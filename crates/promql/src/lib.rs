@@ -61,6 +61,7 @@ mod float;
 mod functions;
 mod hash;
 mod histogram;
+mod series;
 mod value;
 
 pub mod promqltest;
