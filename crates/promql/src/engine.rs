@@ -738,6 +738,32 @@ mod tests {
         }
     }
 
+    /// The samples limit is hit at exactly the same point in both modes.
+    #[test]
+    fn series_at_a_time_counts_samples_as_step_by_step() {
+        let (s, t) = (edgy_storage(), TenantId::default_tenant());
+        let run = |on: bool, max_samples: usize, q: &str| {
+            let e = Engine::new(EngineOptions {
+                series_at_a_time: on,
+                parallel_workers: 1,
+                max_samples,
+                ..EngineOptions::default()
+            });
+            e.range_query(&s, &t, q, 0, 3_000_000, 15_000).is_ok()
+        };
+        for q in ["c", "rate(c[1m])", "sum by (g) (rate(c[2m]))", "topk(1, sum by (g) (c))"] {
+            // The smallest limit the step-by-step evaluator accepts.
+            let (mut lo, mut hi) = (0usize, 1_000_000usize);
+            while lo < hi {
+                let mid = (lo + hi) / 2;
+                if run(false, mid, q) { hi = mid } else { lo = mid + 1 }
+            }
+            assert!(lo > 0 && lo < 1_000_000, "{q}: {lo}");
+            assert!(run(true, lo, q), "{q} at {lo}");
+            assert!(!run(true, lo - 1, q), "{q} at {}", lo - 1);
+        }
+    }
+
     /// The queries the series-at-a-time path covers completely do not need the step loop.
     #[test]
     fn series_at_a_time_covers_the_common_shapes() {
