@@ -656,6 +656,16 @@ mod tests {
                 .collect();
             batch.series.push(SeriesWrite { labels, samples, ..Default::default() });
         }
+        // Loaded in `a` order, grouped by `b`: when the first series misses a sample, the
+        // group `b="1"` comes first at that step.
+        for (a, b) in [("0", "0"), ("1", "1"), ("2", "0")] {
+            let labels = Labels::from_pairs([("__name__", "k"), ("a", a), ("b", b)]).unwrap();
+            let samples = (0..200)
+                .filter(|m| a != "0" || m % 5 != 0)
+                .map(|m| ModelSample { t: m * 15_000, v: m as f64 })
+                .collect();
+            batch.series.push(SeriesWrite { labels, samples, ..Default::default() });
+        }
         s.append(&TenantId::default_tenant(), batch).unwrap();
         s
     }
@@ -708,6 +718,13 @@ mod tests {
             "quantile(2, c)",
             "topk(2, c)",
             "topk(1, sum by (g) (c))",
+            "topk(1, group by (g) (c))",
+            "limitk(2, count by (g) (c))",
+            "limitk(3, c)",
+            "limitk(1, sum by (g) (rate(c[30s])))",
+            "limitk(2, avg by (g) (rate(c[30s])))",
+            "topk(1, group by (b) (rate(k[30s])))",
+            "limitk(1, sum by (b) (rate(k[30s])))",
             "bottomk(2, max by (i) (c))",
             "sum(sum by (g) (c))",
             "sum by (g) (rate(c[1m])) > 10",
