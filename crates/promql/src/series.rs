@@ -115,13 +115,18 @@ pub(crate) fn prepare(
     if !ev.opts.series_at_a_time || ev.meta().delayed || grid.n > ev.opts.max_samples {
         return Ok(None);
     }
-    let mut p = Planner { ev, grid, memo: HashMap::new(), cells: 0 };
+    let mut p = Planner { ev, grid, memo: HashMap::new(), cells: 0, outer: HashSet::new() };
     if let Some(m) = p.node(expr)? {
         return p.finish_root(&m).map(Some);
     }
     p.descend(expr)?;
-    let pre: HashMap<usize, Arc<StepMatrix>> =
-        p.memo.into_iter().filter_map(|(k, m)| m.map(|m| (k, m))).collect();
+    let outer = std::mem::take(&mut p.outer);
+    let pre: HashMap<usize, Arc<StepMatrix>> = p
+        .memo
+        .into_iter()
+        .filter(|(k, _)| outer.contains(k))
+        .filter_map(|(k, m)| m.map(|m| (k, m)))
+        .collect();
     ev.set_precomputed(grid, pre);
     Ok(None)
 }
@@ -133,6 +138,8 @@ struct Planner<'e, 'a> {
     memo: HashMap<usize, Option<Arc<StepMatrix>>>,
     /// Cells held by all precomputed matrices, bounded by `max_samples`.
     cells: usize,
+    /// The covered nodes under uncovered parents: the ones the step evaluator reads.
+    outer: HashSet<usize>,
 }
 
 impl Planner<'_, '_> {
@@ -182,7 +189,9 @@ impl Planner<'_, '_> {
             _ => Vec::new(),
         };
         for c in children {
-            if self.node(c)?.is_none() {
+            if self.node(c)?.is_some() {
+                self.outer.insert(key(unparen(c)));
+            } else {
                 self.descend(c)?;
             }
         }
