@@ -15,8 +15,8 @@ use promql_parser::parser::{AtModifier, Expr, Offset, VectorSelector};
 
 use crate::cancel::Cancel;
 use crate::engine::EngineOptions;
-use crate::series::{Grid, StepMatrix};
 use crate::error::{Error, Result, exec_err};
+use crate::series::{Grid, StepMatrix};
 use crate::value::{Annotations, HistogramPoint, Point};
 
 /// One element of an instant vector during evaluation. `t` is the sample's own timestamp,

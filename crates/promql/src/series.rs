@@ -85,9 +85,8 @@ impl StepMatrix {
         if self.ordered() {
             return present.map(|(r, v)| Elem::float(r.labels.clone(), v, ts)).collect();
         }
-        let mut v: Vec<(u32, &Row, f64)> = present
-            .map(|(r, v)| (r.order.as_ref().map_or(0, |o| o[k]), r, v))
-            .collect();
+        let mut v: Vec<(u32, &Row, f64)> =
+            present.map(|(r, v)| (r.order.as_ref().map_or(0, |o| o[k]), r, v)).collect();
         v.sort_by_key(|x| x.0);
         v.into_iter().map(|(_, r, v)| Elem::float(r.labels.clone(), v, ts)).collect()
     }
@@ -364,7 +363,8 @@ impl Planner<'_, '_> {
             }
             if counter && several {
                 let n = s.labels.metric_name().unwrap_or("");
-                if !n.is_empty() && !["_total", "_sum", "_count", "_bucket"].iter().any(|x| n.ends_with(x))
+                if !n.is_empty()
+                    && !["_total", "_sum", "_count", "_bucket"].iter().any(|x| n.ends_with(x))
                 {
                     self.ev.annotations.info(format!(
                         "metric might not be a counter, name does not end in _total/_sum/_count/_bucket: {n:?}"

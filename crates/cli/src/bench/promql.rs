@@ -286,10 +286,7 @@ pub fn run(args: &PromqlArgs) -> Result<Vec<QueryFigures>> {
                 for (w, m, engine) in &engines {
                     let c = Case { backend, storage, kind, query };
                     let f = measure(args, engine, (*w, m), &c, (start, end))?;
-                    eprintln!(
-                        "  {backend} {kind} workers={w} {m} {query}: p50 {:.1} ms",
-                        f.p50_ms
-                    );
+                    eprintln!("  {backend} {kind} workers={w} {m} {query}: p50 {:.1} ms", f.p50_ms);
                     out.push(f);
                 }
             }
