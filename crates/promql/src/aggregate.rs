@@ -14,7 +14,7 @@ use crate::float::{
 };
 use crate::histogram;
 
-fn group_key(l: &Labels, modifier: &Option<LabelModifier>) -> Labels {
+pub(crate) fn group_key(l: &Labels, modifier: &Option<LabelModifier>) -> Labels {
     match modifier {
         Some(LabelModifier::Include(by)) => {
             let names: Vec<&str> = by.labels.iter().map(String::as_str).collect();
@@ -262,7 +262,7 @@ fn sum(vals: &[f64]) -> f64 {
     s + c
 }
 
-fn stdvar(vals: &[f64]) -> f64 {
+pub(crate) fn stdvar(vals: &[f64]) -> f64 {
     let (mut count, mut mean, mut m2) = (0.0, 0.0, 0.0);
     for &v in vals {
         count += 1.0;

@@ -11,6 +11,7 @@ use promql_parser::parser::{self, Expr};
 use crate::cancel::Cancel;
 use crate::error::{Error, Result};
 use crate::eval::{Evaluator, Val};
+use crate::series::Grid;
 use crate::value::{Annotations, HistogramPoint, Point, QueryResult, Sample, Series, Value};
 
 /// Default of `EngineOptions::parallel_min_work`. Not tuned by measurement: below it a range
@@ -44,6 +45,9 @@ pub struct EngineOptions {
     pub parallel_workers: usize,
     /// Smallest range query (loaded series × steps) worth splitting across threads.
     pub parallel_min_work: usize,
+    /// Evaluate the nodes of range queries that allow it series-at-a-time over all steps
+    /// (`series.rs`) rather than step by step; the answers are the same. Off only to compare.
+    pub series_at_a_time: bool,
 }
 
 impl Default for EngineOptions {
@@ -58,6 +62,7 @@ impl Default for EngineOptions {
             enable_delayed_name_removal: false,
             parallel_workers: std::thread::available_parallelism().map_or(1, |n| n.get().min(2)),
             parallel_min_work: PARALLEL_MIN_WORK,
+            series_at_a_time: true,
         }
     }
 }
@@ -204,8 +209,18 @@ impl Engine {
         }
         let mut ev = self.evaluator(start, end, cancel);
         ev.load(storage, tenant, &expr, start, end)?;
+        ev.check_deadline()?;
         // Steps in [start, end]; at least 1 (end >= start), at most u64::MAX.
         let steps = ((end as i128 - start as i128) / step as i128 + 1) as u128;
+        if let Ok(n) = usize::try_from(steps) {
+            let grid = Grid { start, step, n };
+            if let Some(series) = crate::series::prepare(&mut ev, &expr, grid)? {
+                return Ok(QueryResult {
+                    value: Value::Matrix(series),
+                    annotations: ev.annotations,
+                });
+            }
+        }
         let workers = self.opts.parallel_workers.max(1) as u128;
         let work = steps.saturating_mul(ev.loaded_series().max(1) as u128);
         let held = AtomicUsize::new(0);
@@ -619,6 +634,176 @@ mod tests {
             Err("query processing would load too many samples into memory in query execution"
                 .into())
         );
+    }
+
+    /// `wide_storage` plus series that exercise the edges: staleness markers, NaN, equal
+    /// values (ties), a counter without `_total`, and two metrics that collide once the
+    /// name is dropped.
+    fn edgy_storage() -> MemStorage {
+        let s = wide_storage();
+        let stale = f64::from_bits(model::STALE_NAN_BITS);
+        let mut batch = WriteBatch::default();
+        for (name, i) in [("c", "100"), ("c", "101"), ("d", "0"), ("e", "0")] {
+            let labels = Labels::from_pairs([("__name__", name), ("i", i), ("g", "x")]).unwrap();
+            let samples = (0..200)
+                .map(|m| {
+                    let v = match m % 23 {
+                        5 => stale,
+                        9 => f64::NAN,
+                        _ if i == "101" => 7.0,
+                        _ => (m % 50) as f64,
+                    };
+                    ModelSample { t: m * 15_000 + 1, v }
+                })
+                .collect();
+            batch.series.push(SeriesWrite { labels, samples, ..Default::default() });
+        }
+        // Loaded in `a` order, grouped by `b`: when the first series misses a sample, the
+        // group `b="1"` comes first at that step.
+        for (a, b) in [("0", "0"), ("1", "1"), ("2", "0")] {
+            let labels = Labels::from_pairs([("__name__", "k"), ("a", a), ("b", b)]).unwrap();
+            let samples = (0..200)
+                .filter(|m| a != "0" || m % 5 != 0)
+                .map(|m| ModelSample { t: m * 15_000, v: m as f64 })
+                .collect();
+            batch.series.push(SeriesWrite { labels, samples, ..Default::default() });
+        }
+        s.append(&TenantId::default_tenant(), batch).unwrap();
+        s
+    }
+
+    /// Series-at-a-time evaluation must answer exactly as step-by-step evaluation: values,
+    /// labels, order, annotations and errors, whether the root or only a subtree is covered.
+    #[test]
+    fn series_at_a_time_equals_step_by_step() {
+        let (s, t) = (edgy_storage(), TenantId::default_tenant());
+        let opts = |on: bool, workers: usize, max_samples: usize| EngineOptions {
+            series_at_a_time: on,
+            parallel_workers: workers,
+            parallel_min_work: 0,
+            max_samples,
+            ..EngineOptions::default()
+        };
+        let queries = [
+            "c",
+            "c offset 1m",
+            "{__name__=~\"c|d\"}",
+            "rate(c[1m])",
+            "rate(c[1m] offset 30s)",
+            "increase(c[2m])",
+            "delta(c[1m])",
+            "irate(c[1m])",
+            "idelta(c[1m])",
+            "deriv(c[2m])",
+            "rate(d[1m])",
+            "rate({__name__=~\"d|e\"}[1m])",
+            "sum_over_time(c[1m])",
+            "avg_over_time(c[1m])",
+            "min_over_time(c[1m])",
+            "max_over_time(c[1m])",
+            "count_over_time(c[1m])",
+            "stddev_over_time(c[1m])",
+            "stdvar_over_time(c[1m])",
+            "present_over_time(c[1m])",
+            "last_over_time(c[1m])",
+            "first_over_time(c[1m])",
+            "sum(c)",
+            "sum by (g) (rate(c[1m]))",
+            "avg by (g) (rate(c[1m]))",
+            "min by (g) (c)",
+            "max without (i) (c)",
+            "count by (g) (c)",
+            "group by (g) (c)",
+            "stddev by (g) (c)",
+            "stdvar(c)",
+            "quantile(0.9, rate(c[1m]))",
+            "quantile(2, c)",
+            "topk(2, c)",
+            "topk(1, sum by (g) (c))",
+            "topk(1, group by (g) (c))",
+            "limitk(2, count by (g) (c))",
+            "limitk(3, c)",
+            "limitk(1, sum by (g) (rate(c[30s])))",
+            "limitk(2, avg by (g) (rate(c[30s])))",
+            "topk(1, group by (b) (rate(k[30s])))",
+            "limitk(1, sum by (b) (rate(k[30s])))",
+            "bottomk(2, max by (i) (c))",
+            "sum(sum by (g) (c))",
+            "sum by (g) (rate(c[1m])) > 10",
+            "1 - c / on(i) c",
+            "sum(rate(c[1m])) / sum(c)",
+            "histogram_quantile(0.9, sum by (g) (c))",
+            "abs(c)",
+            "timestamp(c)",
+            "max_over_time(sum(c)[2m:30s])",
+            "rate(c[1m]) * on(i) group_left max by (i) (c)",
+        ];
+        for q in queries {
+            for (start, end, step) in [(0, 3_000_000, 15_000), (7, 2_999_000, 61_000)] {
+                for max_samples in [50_000_000, 3_000, 200] {
+                    let step_by_step = Engine::new(opts(false, 1, max_samples));
+                    let want = step_by_step.range_query(&s, &t, q, start, end, step);
+                    for workers in [1, 2] {
+                        let got = Engine::new(opts(true, workers, max_samples))
+                            .range_query(&s, &t, q, start, end, step);
+                        let show = |r: &Result<QueryResult>| match r {
+                            Ok(r) => format!("{:?} {:?}", r.value, r.annotations),
+                            Err(e) => format!("error: {e}"),
+                        };
+                        assert_eq!(show(&got), show(&want), "{q} {max_samples} {workers}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// The samples limit is hit at exactly the same point in both modes.
+    #[test]
+    fn series_at_a_time_counts_samples_as_step_by_step() {
+        let (s, t) = (edgy_storage(), TenantId::default_tenant());
+        let run = |on: bool, max_samples: usize, q: &str| {
+            let e = Engine::new(EngineOptions {
+                series_at_a_time: on,
+                parallel_workers: 1,
+                max_samples,
+                ..EngineOptions::default()
+            });
+            e.range_query(&s, &t, q, 0, 3_000_000, 15_000).is_ok()
+        };
+        for q in ["c", "rate(c[1m])", "sum by (g) (rate(c[2m]))", "topk(1, sum by (g) (c))"] {
+            // The smallest limit the step-by-step evaluator accepts.
+            let (mut lo, mut hi) = (0usize, 1_000_000usize);
+            while lo < hi {
+                let mid = (lo + hi) / 2;
+                if run(false, mid, q) { hi = mid } else { lo = mid + 1 }
+            }
+            assert!(lo > 0 && lo < 1_000_000, "{q}: {lo}");
+            assert!(run(true, lo, q), "{q} at {lo}");
+            assert!(!run(true, lo - 1, q), "{q} at {}", lo - 1);
+        }
+    }
+
+    /// The queries the series-at-a-time path covers completely do not need the step loop.
+    #[test]
+    fn series_at_a_time_covers_the_common_shapes() {
+        let (s, t) = (wide_storage(), TenantId::default_tenant());
+        let opts = EngineOptions::default();
+        for (q, covered) in [
+            ("c", true),
+            ("rate(c[1m])", true),
+            ("sum by (g) (rate(c[1m]))", true),
+            ("quantile(0.5, max_over_time(c[1m]))", true),
+            ("topk(2, c)", false),
+            ("c > 5", false),
+            ("c @ 100", false),
+        ] {
+            let expr = parse(q).unwrap();
+            let mut ev = Evaluator::new(&opts, 0, 60_000, None, Cancel::new());
+            ev.load(&s, &t, &expr, 0, 60_000).unwrap();
+            let grid = Grid { start: 0, step: 15_000, n: 5 };
+            let got = crate::series::prepare(&mut ev, &expr, grid).unwrap().is_some();
+            assert_eq!(got, covered, "{q}");
+        }
     }
 
     #[test]

@@ -62,6 +62,7 @@ mod functions;
 mod go_string;
 mod hash;
 mod histogram;
+mod series;
 mod value;
 
 pub mod promqltest;

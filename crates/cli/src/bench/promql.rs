@@ -47,6 +47,10 @@ pub struct PromqlArgs {
     /// Backends: `memory` (promql::testing::MemStorage) and/or `storage` (storage::Db, blocks).
     #[arg(long, default_value = "memory,storage")]
     pub backends: String,
+    /// Range evaluation modes, comma separated: `series` (series-at-a-time where covered,
+    /// the default engine) and/or `step` (step by step only, the evaluator before it).
+    #[arg(long, default_value = "series")]
+    pub modes: String,
     /// Write the figures as JSON here.
     #[arg(long)]
     pub json: Option<std::path::PathBuf>,
@@ -57,6 +61,8 @@ pub struct QueryFigures {
     pub backend: String,
     pub kind: &'static str,
     pub workers: usize,
+    /// `series` or `step` (see `PromqlArgs::modes`).
+    pub mode: String,
     pub query: String,
     pub runs: usize,
     pub p50_ms: f64,
@@ -176,7 +182,7 @@ struct Case<'a> {
 fn measure(
     args: &PromqlArgs,
     engine: &Engine,
-    workers: usize,
+    (workers, mode): (usize, &str),
     c: &Case<'_>,
     (start, end): (i64, i64),
 ) -> Result<QueryFigures> {
@@ -209,6 +215,7 @@ fn measure(
         backend: c.backend.to_string(),
         kind: c.kind,
         workers,
+        mode: mode.to_string(),
         query: c.query.to_string(),
         runs: args.runs,
         p50_ms: percentile(&times, 50.0),
@@ -226,6 +233,10 @@ pub fn run(args: &PromqlArgs) -> Result<Vec<QueryFigures>> {
         .split(',')
         .map(|w| w.trim().parse().context("--workers: comma-separated counts"))
         .collect::<Result<_>>()?;
+    let modes: Vec<&str> = args.modes.split(',').map(str::trim).collect();
+    for m in &modes {
+        anyhow::ensure!(["series", "step"].contains(m), "unknown mode {m:?}");
+    }
     let backends: Vec<&str> = args.backends.split(',').map(str::trim).collect();
     for b in &backends {
         anyhow::ensure!(["memory", "storage"].contains(b), "unknown backend {b:?}");
@@ -254,22 +265,28 @@ pub fn run(args: &PromqlArgs) -> Result<Vec<QueryFigures>> {
     }
     eprintln!("{total} samples per backend loaded in {:.1}s", t0.elapsed().as_secs_f64());
 
-    // Worker counts interleaved per query, so that drift in the machine's load hits both.
-    let engines: Vec<(usize, Engine)> = workers
-        .iter()
-        .map(|&w| {
-            (w, Engine::new(EngineOptions { parallel_workers: w, ..EngineOptions::default() }))
-        })
-        .collect();
+    // Worker counts and modes interleaved per query, so that drift in the machine's load
+    // hits all of them.
+    let mut engines: Vec<(usize, &str, Engine)> = Vec::new();
+    for &w in &workers {
+        for &m in &modes {
+            let opts = EngineOptions {
+                parallel_workers: w,
+                series_at_a_time: m == "series",
+                ..EngineOptions::default()
+            };
+            engines.push((w, m, Engine::new(opts)));
+        }
+    }
     let mut out = Vec::new();
     for backend in &backends {
         let storage: &dyn Queryable = if *backend == "memory" { &mem } else { &db };
         for kind in ["instant", "range"] {
             for query in QUERIES {
-                for (w, engine) in &engines {
+                for (w, m, engine) in &engines {
                     let c = Case { backend, storage, kind, query };
-                    let f = measure(args, engine, *w, &c, (start, end))?;
-                    eprintln!("  {backend} {kind} workers={w} {query}: p50 {:.1} ms", f.p50_ms);
+                    let f = measure(args, engine, (*w, m), &c, (start, end))?;
+                    eprintln!("  {backend} {kind} workers={w} {m} {query}: p50 {:.1} ms", f.p50_ms);
                     out.push(f);
                 }
             }
@@ -284,16 +301,17 @@ pub fn run(args: &PromqlArgs) -> Result<Vec<QueryFigures>> {
 
 pub fn print_table(rows: &[QueryFigures]) {
     println!(
-        "| backend | kind | query | workers | p50 ms | p95 ms | p50 CPU ms | peak RSS growth | series |"
+        "| backend | kind | query | workers | mode | p50 ms | p95 ms | p50 CPU ms | peak RSS growth | series |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     for r in rows {
         println!(
-            "| {} | {} | `{}` | {} | {:.1} | {:.1} | {:.0} | {:.1} MiB | {} |",
+            "| {} | {} | `{}` | {} | {} | {:.1} | {:.1} | {:.0} | {:.1} MiB | {} |",
             r.backend,
             r.kind,
             r.query,
             r.workers,
+            r.mode,
             r.p50_ms,
             r.p95_ms,
             r.p50_cpu_ms,

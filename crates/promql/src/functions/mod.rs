@@ -23,9 +23,10 @@ use crate::value::{Annotations, Point};
 use classic::{classic_fraction, histogram_quantile};
 use labels::{absent_labels, label_join, label_replace, natural_cmp};
 use range::{
-    any_over_time, double_exp_smoothing, extrapolated_rate, histogram_over_time, histogram_rate,
-    instant_value, linear_regression, over_time, resets_or_changes,
+    any_over_time, double_exp_smoothing, histogram_over_time, histogram_rate, instant_value,
+    resets_or_changes,
 };
+pub(crate) use range::{extrapolated_rate, instant_float, linear_regression, over_time};
 
 pub(crate) fn unwrap_parens(mut e: &Expr) -> &Expr {
     while let Expr::Paren(p) = e {

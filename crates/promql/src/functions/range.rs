@@ -314,13 +314,7 @@ pub(crate) fn instant_value(annos: &mut Annotations, s: &RangeElem, rate: bool) 
     let secs = interval as f64 / 1000.0;
     let name = s.labels.metric_name().unwrap_or("");
     match (&prev.1, &last.1) {
-        (P::F(p), P::F(l)) => {
-            let mut v = if rate && l < p { *l } else { l - p };
-            if rate {
-                v /= secs;
-            }
-            Some(Out::F(v))
-        }
+        (P::F(p), P::F(l)) => Some(Out::F(float_change(*p, *l, secs, rate))),
         (P::H(p), P::H(l)) => {
             if rate
                 && (p.counter_reset_hint == histogram::HINT_GAUGE
@@ -356,6 +350,28 @@ pub(crate) fn instant_value(annos: &mut Annotations, s: &RangeElem, rate: bool) 
             None
         }
     }
+}
+
+/// `irate` / `idelta` between two floats `secs` apart.
+fn float_change(p: f64, l: f64, secs: f64, rate: bool) -> f64 {
+    let mut v = if rate && l < p { l } else { l - p };
+    if rate {
+        v /= secs;
+    }
+    v
+}
+
+/// `irate` / `idelta` of float points only (no histograms in the window).
+pub(crate) fn instant_float(p: &[Point], rate: bool) -> Option<f64> {
+    if p.len() < 2 {
+        return None;
+    }
+    let (prev, last) = (p[p.len() - 2], p[p.len() - 1]);
+    let interval = last.t - prev.t;
+    if interval == 0 {
+        return None;
+    }
+    Some(float_change(prev.v, last.v, interval as f64 / 1000.0, rate))
 }
 
 pub(crate) fn linear_regression(p: &[Point], intercept_time: i64) -> (f64, f64) {

@@ -182,15 +182,20 @@ impl Write for Capped {
     }
 }
 
+/// The error of an answer past `query.max_response_bytes`.
+pub fn response_too_large(max: usize) -> ApiError {
+    ApiError::Execution(format!(
+        "response larger than {max} bytes (query.max_response_bytes = {max}); narrow the query or raise the limit"
+    ))
+}
+
 /// Serialises a JSON answer, stopping (422) as soon as it would pass `max` bytes.
 pub fn json_body(v: &serde_json::Value, max: usize) -> Result<Vec<u8>, ApiError> {
     let mut w = Capped { buf: Vec::new(), max };
     match serde_json::to_writer(&mut w, v) {
         Ok(()) => Ok(w.buf),
         // Writing to `Capped` fails only at the limit; a `Value` always serialises.
-        Err(_) if max > 0 => Err(ApiError::Execution(format!(
-            "response larger than {max} bytes (query.max_response_bytes = {max}); narrow the query or raise the limit"
-        ))),
+        Err(_) if max > 0 => Err(response_too_large(max)),
         Err(e) => Err(ApiError::Internal(format!("encoding the response: {e}"))),
     }
 }

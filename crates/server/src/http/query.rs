@@ -84,27 +84,118 @@ fn value_json(v: &Value) -> Json {
     }
 }
 
-/// The answer of a query: `stats` included when asked for (`stats=<anything>`), the JSON cut
-/// off with a 422 at `query.max_response_bytes`.
+/// The response body as `serde_json` would print `respond_tree`, written straight into one
+/// buffer: a range query's matrix (hundreds of thousands of points) is not built as a tree
+/// of small allocations first. Keys in `serde_json`'s (sorted) order; label names are
+/// sorted already (a `Labels` invariant).
+///
+/// `stats` goes into `data` (keys stay sorted); past `max` bytes (0: no limit) the encoding
+/// stops, checked after every series, so at most one series is written beyond the limit.
+fn respond_body(
+    res: &promql::QueryResult,
+    stats: Option<&Json>,
+    max: usize,
+) -> Result<Vec<u8>, ApiError> {
+    let too_large = || super::limits::response_too_large(max);
+    fn string(out: &mut Vec<u8>, s: &str) {
+        // Writing a &str into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *out, s);
+    }
+    fn json(out: &mut Vec<u8>, j: &Json) {
+        let _ = serde_json::to_writer(&mut *out, j);
+    }
+    let mut out = Vec::with_capacity(256);
+    out.extend_from_slice(b"{\"data\":{\"result\":");
+    match &res.value {
+        Value::Matrix(series) => {
+            out.push(b'[');
+            for (i, s) in series.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                out.push(b'{');
+                if !s.histograms.is_empty() {
+                    out.extend_from_slice(b"\"histograms\":");
+                    json(
+                        &mut out,
+                        &Json::Array(
+                            s.histograms
+                                .iter()
+                                .map(|p| json!([format_time(p.t), histogram_json(&p.h)]))
+                                .collect(),
+                        ),
+                    );
+                    out.push(b',');
+                }
+                out.extend_from_slice(b"\"metric\":{");
+                for (j, l) in s.labels.iter().enumerate() {
+                    if j > 0 {
+                        out.push(b',');
+                    }
+                    string(&mut out, &l.name);
+                    out.push(b':');
+                    string(&mut out, &l.value);
+                }
+                out.push(b'}');
+                if !s.points.is_empty() {
+                    out.extend_from_slice(b",\"values\":[");
+                    for (j, p) in s.points.iter().enumerate() {
+                        if j > 0 {
+                            out.push(b',');
+                        }
+                        out.push(b'[');
+                        if p.t.rem_euclid(1000) == 0 {
+                            out.extend_from_slice(p.t.div_euclid(1000).to_string().as_bytes());
+                        } else {
+                            json(&mut out, &format_time(p.t));
+                        }
+                        out.extend_from_slice(b",\"");
+                        out.extend_from_slice(format_value(p.v).as_bytes());
+                        out.extend_from_slice(b"\"]");
+                    }
+                    out.push(b']');
+                }
+                out.push(b'}');
+                if max > 0 && out.len() > max {
+                    return Err(too_large());
+                }
+            }
+            out.push(b']');
+        }
+        other => json(&mut out, &value_json(other)),
+    }
+    out.extend_from_slice(b",\"resultType\":");
+    string(&mut out, res.value.type_name());
+    if let Some(st) = stats {
+        out.extend_from_slice(b",\"stats\":");
+        json(&mut out, st);
+    }
+    out.push(b'}');
+    if !res.annotations.infos.is_empty() {
+        out.extend_from_slice(b",\"infos\":");
+        json(&mut out, &json!(res.annotations.infos));
+    }
+    out.extend_from_slice(b",\"status\":\"success\"");
+    if !res.annotations.warnings.is_empty() {
+        out.extend_from_slice(b",\"warnings\":");
+        json(&mut out, &json!(res.annotations.warnings));
+    }
+    out.push(b'}');
+    if max > 0 && out.len() > max {
+        return Err(too_large());
+    }
+    Ok(out)
+}
+
+/// The answer of a query: `stats` included when asked for (`stats=<anything>`), a 422 once
+/// the JSON passes `query.max_response_bytes`.
 fn respond(
     s: &SharedState,
     res: promql::QueryResult,
     stats: Option<&super::limits::QueryStats>,
 ) -> Result<Response, ApiError> {
-    let mut body = json!({
-        "status": "success",
-        "data": {"resultType": res.value.type_name(), "result": value_json(&res.value)},
-    });
-    if !res.annotations.warnings.is_empty() {
-        body["warnings"] = json!(res.annotations.warnings);
-    }
-    if !res.annotations.infos.is_empty() {
-        body["infos"] = json!(res.annotations.infos);
-    }
-    if let Some(st) = stats {
-        body["data"]["stats"] = st.json();
-    }
-    match super::limits::json_body(&body, s.config.query.max_response_bytes) {
+    let stats = stats.map(|st| st.json());
+    match respond_body(&res, stats.as_ref(), s.config.query.max_response_bytes) {
         Ok(bytes) => Ok(super::limits::json_response(bytes)),
         Err(e) => {
             s.metrics.record_limit("query.max_response_bytes");
@@ -282,6 +373,76 @@ mod tests {
         drop(rt);
         assert!(dropped.elapsed() < Duration::from_secs(5), "took {:?}", dropped.elapsed());
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// The envelope as a `serde_json` tree: what `respond_body` must print, byte for byte.
+    fn respond_tree(res: &promql::QueryResult, stats: Option<&Json>) -> Json {
+        let mut body = json!({
+            "status": "success",
+            "data": {"resultType": res.value.type_name(), "result": value_json(&res.value)},
+        });
+        if let Some(st) = stats {
+            body["data"]["stats"] = st.clone();
+        }
+        if !res.annotations.warnings.is_empty() {
+            body["warnings"] = json!(res.annotations.warnings);
+        }
+        if !res.annotations.infos.is_empty() {
+            body["infos"] = json!(res.annotations.infos);
+        }
+        body
+    }
+
+    #[test]
+    fn the_direct_encoding_equals_the_tree_encoding() {
+        use model::{FloatHistogram, Labels};
+        use promql::{Annotations, HistogramPoint, Point, QueryResult, Sample, Series};
+        let labels = |pairs: &[(&str, &str)]| Labels::from_pairs(pairs.iter().copied()).unwrap();
+        let h = std::sync::Arc::new(FloatHistogram { count: 3.0, sum: 1.5, ..Default::default() });
+        let series = vec![
+            Series {
+                labels: labels(&[("__name__", "a\"b\\c\n"), ("job", "x\u{1}y"), ("z", "é")]),
+                points: vec![
+                    Point { t: 1_000, v: 1.5 },
+                    Point { t: -1_500, v: f64::NAN },
+                    Point { t: 1_435_781_451_781, v: f64::NEG_INFINITY },
+                ],
+                histograms: vec![HistogramPoint { t: 2_001, h: h.clone() }],
+            },
+            Series {
+                labels: Labels::empty(),
+                points: vec![Point { t: 0, v: -0.0 }],
+                histograms: vec![],
+            },
+            Series {
+                labels: labels(&[("a", "1")]),
+                points: vec![],
+                histograms: vec![HistogramPoint { t: 5, h }],
+            },
+        ];
+        let annos =
+            Annotations { warnings: vec!["w \"1\"".into()], infos: vec!["i".into(), "j".into()] };
+        for value in [
+            Value::Matrix(series),
+            Value::Matrix(vec![]),
+            Value::Scalar { t: 1_500, v: 2.0 },
+            Value::String { t: 0, v: "s\"".into() },
+            Value::Vector(vec![Sample { labels: labels(&[("a", "b")]), t: 7, v: 1e21, h: None }]),
+        ] {
+            for annotations in [Annotations::default(), annos.clone()] {
+                let res = QueryResult { value: value.clone(), annotations };
+                let want = serde_json::to_string(&respond_tree(&res, None)).unwrap();
+                let got = String::from_utf8(respond_body(&res, None, 0).unwrap()).unwrap();
+                assert_eq!(got, want);
+                let stats = json!({"timings": {"evalTotalTime": 0.5}, "samples": {"x": 1}});
+                let want = serde_json::to_string(&respond_tree(&res, Some(&stats))).unwrap();
+                let got = respond_body(&res, Some(&stats), want.len()).unwrap();
+                assert_eq!(String::from_utf8(got).unwrap(), want);
+                // One byte less than the answer is over the limit.
+                let err = respond_body(&res, Some(&stats), want.len() - 1).unwrap_err();
+                assert!(err.to_string().contains("query.max_response_bytes"), "{err}");
+            }
+        }
     }
 
     #[test]
