@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
 
 use model::{FloatHistogram, HistogramSample, Interner, Labels, Matcher, RejectReason, Sample};
 use parking_lot::{Mutex, RwLock};
@@ -395,6 +395,23 @@ pub struct MemSeries {
     pub id: u32,
     pub labels: Labels,
     pub data: Mutex<SeriesData>,
+    /// Cleared when garbage collection drops the series from the head (under the tenant's
+    /// append gate), so a handle held by the series cache is known to be stale.
+    live: AtomicBool,
+}
+
+impl model::SeriesHandle for MemSeries {
+    fn labels(&self) -> &Labels {
+        &self.labels
+    }
+
+    fn is_live(&self) -> bool {
+        self.live.load(Ordering::Acquire)
+    }
+
+    fn as_any(self: Arc<Self>) -> Arc<dyn std::any::Any + Send + Sync> {
+        self
+    }
 }
 
 /// Seeded per process (foldhash): several times faster than SipHash on ~250-byte label sets,
@@ -474,6 +491,7 @@ impl Head {
             id,
             labels: labels.clone(),
             data: Mutex::new(SeriesData::default()),
+            live: AtomicBool::new(true),
         });
         self.shard(&labels).write().insert(labels.clone(), s.clone());
         self.by_id.write().insert(id, s.clone());
@@ -665,6 +683,7 @@ impl Head {
                 && d.hist.last.is_none_or(|t| t < before);
             drop(d);
             if stale {
+                s.live.store(false, Ordering::Release);
                 self.shard(&s.labels).write().remove(&s.labels);
                 self.by_id.write().remove(&s.id);
                 self.postings.write().remove(s.id, &s.labels);
