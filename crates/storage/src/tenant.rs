@@ -191,11 +191,15 @@ impl TenantDb {
         let mut resolved: Vec<Option<Arc<MemSeries>>> = batch
             .series
             .iter()
-            .map(|s| match &s.key {
-                SeriesKey::Hit(h) if h.is_live() => h.clone().as_any().downcast::<MemSeries>().ok(),
-                _ => None,
-            }
-            .or_else(|| self.head.get(&s.labels)))
+            .map(|s| {
+                match &s.key {
+                    SeriesKey::Hit(h) if h.is_live() => {
+                        h.clone().as_any().downcast::<MemSeries>().ok()
+                    }
+                    _ => None,
+                }
+                .or_else(|| self.head.get(&s.labels))
+            })
             .collect();
         if resolved.iter().any(Option::is_none) {
             let _g = self.create_lock.lock();

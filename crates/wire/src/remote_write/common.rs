@@ -471,7 +471,10 @@ fn varint_len(v: u64) -> usize {
 /// Appends the canonical encoding of one label: a remote write 1.0 `TimeSeries.labels` field
 /// (`0x0a len { 0x0a len name 0x12 len value }`), as Prometheus sends it.
 pub(super) fn push_canonical(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
-    let inner = 1 + varint_len(name.len() as u64) + name.len() + 1
+    let inner = 1
+        + varint_len(name.len() as u64)
+        + name.len()
+        + 1
         + varint_len(value.len() as u64)
         + value.len();
     out.push(0x0a);
@@ -498,8 +501,8 @@ pub(super) fn is_canonical(raw: &[u8], labels: &Labels) -> bool {
     };
     for l in labels.iter() {
         let (n, v) = (l.name.as_bytes(), l.value.as_bytes());
-        let inner = 1 + varint_len(n.len() as u64) + n.len() + 1 + varint_len(v.len() as u64)
-            + v.len();
+        let inner =
+            1 + varint_len(n.len() as u64) + n.len() + 1 + varint_len(v.len() as u64) + v.len();
         let mut h = Header::default();
         h.push(0x0a);
         h.varint(inner as u64);

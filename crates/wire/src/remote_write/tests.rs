@@ -717,8 +717,9 @@ m{a="1"} 6.0@2
 
     // Remote write 2.0 shares the entries: its resolved pairs are keyed like 1.0's fields.
     let syms = symbols(&["", "__name__", "m", "a", "1", "b", "2"]);
-    let b2 = pb2::Request { symbols: syms, timeseries: vec![ts2(&[1, 2, 3, 4, 5, 6], &[(3, 7.0)])] }
-        .encode_to_vec();
+    let b2 =
+        pb2::Request { symbols: syms, timeseries: vec![ts2(&[1, 2, 3, 4, 5, 6], &[(3, 7.0)])] }
+            .encode_to_vec();
     let d2 = decode_write_v2_cached(&b2, &Interner::new(), &d(), Some(&cache)).unwrap();
     assert_eq!((keys(&d2), render(&d2)), ("hit".into(), "m{a=\"1\", b=\"2\"} 7.0@3\n".into()));
 
@@ -762,7 +763,8 @@ fn series_cache_never_holds_a_rejected_series() {
     assert_eq!(cache.len(), 0);
     // A valid series whose histogram is invalid is rejected even when its labels are cached.
     let good = ts(&[("__name__", "h")], &[]);
-    let first = decode_write_v1_cached(&req(vec![good.clone()]), &Interner::new(), &d(), Some(&cache));
+    let first =
+        decode_write_v1_cached(&req(vec![good.clone()]), &Interner::new(), &d(), Some(&cache));
     store.apply(&cache, &first.unwrap());
     assert_eq!(cache.len(), 1);
     let mut h = int_hist(5);
