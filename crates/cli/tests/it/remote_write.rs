@@ -258,8 +258,11 @@ fn real_prometheus_remote_writes_into_promlake() {
     drop(prom_guard);
 }
 
-/// A 1.0 request with labels exactly as given (any order, empty values kept), one sample each.
-fn raw_v1(series: &[(&[(&str, &str)], i64, f64)]) -> Vec<u8> {
+/// Label pairs exactly as sent: any order, empty values kept.
+type RawPairs<'a> = &'a [(&'a str, &'a str)];
+
+/// A 1.0 request with labels exactly as given, one sample (t, v) per series.
+fn raw_v1(series: &[(RawPairs<'_>, i64, f64)]) -> Vec<u8> {
     use prost::Message;
     use wire::proto::prompb;
     let timeseries = series
