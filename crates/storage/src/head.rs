@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, Ordering};
 
 use model::{FloatHistogram, HistogramSample, Interner, Labels, Matcher, RejectReason, Sample};
 use parking_lot::{Mutex, RwLock};
@@ -429,7 +429,6 @@ pub struct Head {
     next_id: AtomicU32,
     min_t: AtomicI64,
     max_t: AtomicI64,
-    pub appended_samples: AtomicU64,
 }
 
 impl Head {
@@ -450,7 +449,6 @@ impl Head {
             next_id: AtomicU32::new(1),
             min_t: AtomicI64::new(i64::MAX),
             max_t: AtomicI64::new(i64::MIN),
-            appended_samples: AtomicU64::new(0),
         }
     }
 
@@ -724,12 +722,17 @@ impl Tally {
         }
     }
 
-    /// Widens the head's time range and counters; returns (stored, rejections).
+    /// Widens the head's time range; returns (stored, rejections).
     fn publish(self, head: &Head) -> (usize, Vec<(RejectReason, usize)>) {
+        // Read before writing: concurrent writers of one scrape share these two words, and a
+        // read-modify-write per series kept their cache line bouncing between cores.
         if self.stored > 0 {
-            head.min_t.fetch_min(self.lo, Ordering::AcqRel);
-            head.max_t.fetch_max(self.hi, Ordering::AcqRel);
-            head.appended_samples.fetch_add(self.stored as u64, Ordering::Relaxed);
+            if self.lo < head.min_t.load(Ordering::Acquire) {
+                head.min_t.fetch_min(self.lo, Ordering::AcqRel);
+            }
+            if self.hi > head.max_t.load(Ordering::Acquire) {
+                head.max_t.fetch_max(self.hi, Ordering::AcqRel);
+            }
         }
         (self.stored, self.rejected)
     }
