@@ -33,8 +33,8 @@ use model::{Interner, Labels, SeriesCache, SeriesHandle, SeriesKey};
 use prost::Message;
 use wire::proto::{prompb, v2};
 use wire::{
-    DecodeLimits, decode_write_v1, decode_write_v1_cached, decode_write_v2,
-    decode_write_v2_cached, snappy,
+    DecodeLimits, decode_write_v1, decode_write_v1_cached, decode_write_v2, decode_write_v2_cached,
+    snappy,
 };
 
 const METRICS: &[&str] = &[
