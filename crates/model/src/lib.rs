@@ -9,6 +9,7 @@ mod labels;
 mod matcher;
 mod sample;
 mod seam;
+mod series_cache;
 mod tenant;
 
 pub use error::ModelError;
@@ -22,6 +23,7 @@ pub use seam::{
     AppendOutcome, Appendable, Queryable, RejectReason, Rejection, SeamError, SelectHints, Series,
     SeriesIter, SeriesWrite, WriteBatch,
 };
+pub use series_cache::{SeriesCache, SeriesHandle, SeriesKey, SeriesRef};
 pub use tenant::TenantId;
 
 /// Milliseconds since the Unix epoch, as Prometheus counts time.

@@ -2,8 +2,8 @@
 //! for reads. Both take the tenant explicitly on every call.
 
 use crate::{
-    Exemplar, FloatHistogram, HistogramSample, Labels, Matcher, MetricMetadata, Sample, TenantId,
-    Timestamp,
+    Exemplar, FloatHistogram, HistogramSample, Labels, Matcher, MetricMetadata, Sample, SeriesKey,
+    TenantId, Timestamp,
 };
 
 /// One series' share of a write: its labels and the samples to append, in any order.
@@ -13,6 +13,9 @@ pub struct SeriesWrite {
     pub samples: Vec<Sample>,
     pub histograms: Vec<(Timestamp, FloatHistogram)>,
     pub exemplars: Vec<Exemplar>,
+    /// How the decoder resolved the series against the tenant's [`crate::SeriesCache`]
+    /// (`SeriesKey::None` when it used none). `labels` is always set.
+    pub key: SeriesKey,
 }
 
 /// A write request after decoding and validation, before storage.

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, Ordering};
 
 use model::{FloatHistogram, HistogramSample, Interner, Labels, Matcher, RejectReason, Sample};
 use parking_lot::{Mutex, RwLock};
@@ -395,6 +395,23 @@ pub struct MemSeries {
     pub id: u32,
     pub labels: Labels,
     pub data: Mutex<SeriesData>,
+    /// Cleared when garbage collection drops the series from the head (under the tenant's
+    /// append gate), so a handle held by the series cache is known to be stale.
+    live: AtomicBool,
+}
+
+impl model::SeriesHandle for MemSeries {
+    fn labels(&self) -> &Labels {
+        &self.labels
+    }
+
+    fn is_live(&self) -> bool {
+        self.live.load(Ordering::Acquire)
+    }
+
+    fn as_any(self: Arc<Self>) -> Arc<dyn std::any::Any + Send + Sync> {
+        self
+    }
 }
 
 /// Seeded per process (foldhash): several times faster than SipHash on ~250-byte label sets,
@@ -412,7 +429,6 @@ pub struct Head {
     next_id: AtomicU32,
     min_t: AtomicI64,
     max_t: AtomicI64,
-    pub appended_samples: AtomicU64,
 }
 
 impl Head {
@@ -433,7 +449,6 @@ impl Head {
             next_id: AtomicU32::new(1),
             min_t: AtomicI64::new(i64::MAX),
             max_t: AtomicI64::new(i64::MIN),
-            appended_samples: AtomicU64::new(0),
         }
     }
 
@@ -474,6 +489,7 @@ impl Head {
             id,
             labels: labels.clone(),
             data: Mutex::new(SeriesData::default()),
+            live: AtomicBool::new(true),
         });
         self.shard(&labels).write().insert(labels.clone(), s.clone());
         self.by_id.write().insert(id, s.clone());
@@ -676,6 +692,7 @@ impl Head {
                 && d.hist.last.is_none_or(|t| t < before);
             drop(d);
             if stale {
+                s.live.store(false, Ordering::Release);
                 self.shard(&s.labels).write().remove(&s.labels);
                 self.by_id.write().remove(&s.id);
                 self.postings.write().remove(s.id, &s.labels);
@@ -716,12 +733,17 @@ impl Tally {
         }
     }
 
-    /// Widens the head's time range and counters; returns (stored, rejections).
+    /// Widens the head's time range; returns (stored, rejections).
     fn publish(self, head: &Head) -> (usize, Vec<(RejectReason, usize)>) {
+        // Read before writing: concurrent writers of one scrape share these two words, and a
+        // read-modify-write per series kept their cache line bouncing between cores.
         if self.stored > 0 {
-            head.min_t.fetch_min(self.lo, Ordering::AcqRel);
-            head.max_t.fetch_max(self.hi, Ordering::AcqRel);
-            head.appended_samples.fetch_add(self.stored as u64, Ordering::Relaxed);
+            if self.lo < head.min_t.load(Ordering::Acquire) {
+                head.min_t.fetch_min(self.lo, Ordering::AcqRel);
+            }
+            if self.hi > head.max_t.load(Ordering::Acquire) {
+                head.max_t.fetch_max(self.hi, Ordering::AcqRel);
+            }
         }
         (self.stored, self.rejected)
     }

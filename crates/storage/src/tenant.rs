@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use model::{
     AppendOutcome, FloatHistogram, HistogramSample, Labels, Matcher, Rejection, Sample,
-    SelectHints, Series, TenantId, WriteBatch,
+    SelectHints, Series, SeriesCache, SeriesKey, TenantId, WriteBatch,
 };
 use parking_lot::{Mutex, RwLock};
 
@@ -52,6 +52,9 @@ pub struct TenantDb {
     pub exemplars: ExemplarStore,
     /// Deletions not yet rewritten away (`tombstones.rs`).
     pub tombstones: Tombstones,
+    /// Raw label bytes → head series, for the decoders (see `model::SeriesCache`): filled by
+    /// `append`, purged of dropped series after each garbage collection of the head.
+    pub series_cache: SeriesCache,
     /// Serialises series creation so a series' WAL record precedes any sample of it.
     create_lock: Mutex<()>,
     /// Appends hold it shared; series garbage collection holds it exclusively.
@@ -172,6 +175,7 @@ impl TenantDb {
             metadata,
             exemplars,
             tombstones,
+            series_cache: SeriesCache::new(),
             create_lock: Mutex::new(()),
             append_gate: RwLock::new(()),
             maintenance: Mutex::new(()),
@@ -191,8 +195,21 @@ impl TenantDb {
     pub fn append(&self, batch: WriteBatch) -> Result<AppendOutcome> {
         let _gate = self.append_gate.read();
         let mut out = AppendOutcome::default();
-        let mut resolved: Vec<Option<Arc<MemSeries>>> =
-            batch.series.iter().map(|s| self.head.get(&s.labels)).collect();
+        // A cache hit is used only if its series is still in the head: garbage collection
+        // clears `live` under the exclusive gate, so it cannot change while we hold it shared.
+        let mut resolved: Vec<Option<Arc<MemSeries>>> = batch
+            .series
+            .iter()
+            .map(|s| {
+                match &s.key {
+                    SeriesKey::Hit(h) if h.is_live() => {
+                        h.clone().as_any().downcast::<MemSeries>().ok()
+                    }
+                    _ => None,
+                }
+                .or_else(|| self.head.get(&s.labels))
+            })
+            .collect();
         if resolved.iter().any(Option::is_none) {
             let _g = self.create_lock.lock();
             let mut fresh: HashMap<&Labels, u32> = HashMap::new();
@@ -221,6 +238,12 @@ impl TenantDb {
                 if resolved[i].is_none() {
                     resolved[i] = self.head.get(&sw.labels);
                 }
+            }
+        }
+        for (sw, s) in batch.series.iter().zip(&resolved) {
+            if let (SeriesKey::Miss(hash), Some(s)) = (&sw.key, s) {
+                // `s` was resolved by exactly the labels the decoder built from these bytes.
+                self.series_cache.insert(*hash, s.clone());
             }
         }
         let n = batch.sample_count();
@@ -622,6 +645,7 @@ impl TenantDb {
             let _g = self.append_gate.write();
             self.head.gc(upto);
         }
+        self.series_cache.purge_dead();
         self.checkpoint(finished_segment)?;
         Ok(written)
     }

@@ -38,6 +38,7 @@ pub use encode::{encode_write_v1, encode_write_v2, write_text};
 pub use error::WireError;
 pub use remote_write::{
     DecodeCounts, DecodeLimits, DecodedWrite, InvalidReason, InvalidSeries, MAX_INVALID_DETAILS,
-    WriteProtocol, decode_write, decode_write_v1, decode_write_v2,
+    WriteProtocol, decode_write, decode_write_cached, decode_write_v1, decode_write_v1_cached,
+    decode_write_v2, decode_write_v2_cached,
 };
 pub use text::{TextFormat, TextOptions, parse_text};

@@ -31,6 +31,19 @@ impl<'a> Reader<'a> {
         self.pos >= self.buf.len()
     }
 
+    /// The message's bytes, its absolute offset, and the cursor's position in it.
+    pub(crate) fn buf(&self) -> &'a [u8] {
+        self.buf
+    }
+
+    pub(crate) fn base(&self) -> usize {
+        self.base
+    }
+
+    pub(crate) fn pos(&self) -> usize {
+        self.pos
+    }
+
     /// Absolute offset of the cursor.
     pub(crate) fn offset(&self) -> usize {
         self.base + self.pos

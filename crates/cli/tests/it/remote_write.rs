@@ -257,3 +257,92 @@ fn real_prometheus_remote_writes_into_promlake() {
     assert_eq!(ours, theirs);
     drop(prom_guard);
 }
+
+/// Label pairs exactly as sent: any order, empty values kept.
+type RawPairs<'a> = &'a [(&'a str, &'a str)];
+
+/// A 1.0 request with labels exactly as given, one sample (t, v) per series.
+fn raw_v1(series: &[(RawPairs<'_>, i64, f64)]) -> Vec<u8> {
+    use prost::Message;
+    use wire::proto::prompb;
+    let timeseries = series
+        .iter()
+        .map(|(pairs, t, v)| prompb::TimeSeries {
+            labels: pairs
+                .iter()
+                .map(|(n, v)| prompb::Label { name: n.to_string(), value: v.to_string() })
+                .collect(),
+            samples: vec![prompb::Sample { value: *v, timestamp: *t }],
+            ..Default::default()
+        })
+        .collect();
+    wire::snappy::compress(&prompb::WriteRequest { timeseries, metadata: vec![] }.encode_to_vec())
+}
+
+/// Every series of `m` with its (t, v) samples, from a range query.
+fn stored(p: &Promlake) -> Vec<(String, Vec<(f64, String)>)> {
+    let (code, body) = p.get("/api/v1/query?query=m%5B1h%5D&time=100");
+    assert_eq!(code, 200, "{body}");
+    let mut out: Vec<_> = json(&body)["data"]["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let values = r["values"].as_array().unwrap().iter();
+            let values =
+                values.map(|x| (x[0].as_f64().unwrap(), x[1].as_str().unwrap().to_string()));
+            (r["metric"].to_string(), values.collect())
+        })
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+/// The series cache (raw label bytes → series) must never send a sample to another series:
+/// the same series in other byte forms (unsorted, with an empty-valued label, as 2.0) reaches
+/// the same series, swapped values reach another one, and a rejected series stays rejected.
+#[test]
+fn the_same_series_in_any_byte_form_reaches_one_series_and_rejections_repeat() {
+    let p = Promlake::start(&[]);
+    let sorted: &[(&str, &str)] = &[("__name__", "m"), ("a", "1"), ("b", "2")];
+    let swapped: &[(&str, &str)] = &[("__name__", "m"), ("a", "2"), ("b", "1")];
+    let unsorted: &[(&str, &str)] = &[("b", "2"), ("__name__", "m"), ("a", "1")];
+    let empty: &[(&str, &str)] = &[("__name__", "m"), ("a", "1"), ("b", "2"), ("c", "")];
+    let dup: &[(&str, &str)] = &[("__name__", "m"), ("a", "1"), ("a", "3")];
+    for (t, body) in [
+        (1000, raw_v1(&[(sorted, 1000, 1.0)])),
+        (2000, raw_v1(&[(sorted, 2000, 2.0), (swapped, 2000, 20.0)])),
+        (3000, raw_v1(&[(unsorted, 3000, 3.0), (swapped, 3000, 30.0)])),
+        (4000, raw_v1(&[(empty, 4000, 4.0), (sorted, 4500, 4.5)])),
+    ] {
+        let r = send(&p, body, V1, &[]);
+        assert_eq!(r.status(), 204, "request at {t}: {}", r.text().unwrap());
+    }
+    let b2 = WriteBatch { series: vec![series(sorted, &[(5000, 5.0)])], metadata: vec![] };
+    let r = send(&p, wire::snappy::compress(&wire::encode_write_v2(&b2)), V2, &[]);
+    assert_eq!(r.status(), 204);
+    for _ in 0..2 {
+        let r = send(&p, raw_v1(&[(dup, 6000, 6.0), (sorted, 6000, 6.0)]), V1, &[]);
+        assert_eq!(r.status(), 400, "a rejected series is rejected again");
+        assert!(r.text().unwrap().contains("duplicate label name"));
+    }
+    let v = |pts: &[(f64, &str)]| pts.iter().map(|(t, v)| (*t, v.to_string())).collect();
+    assert_eq!(
+        stored(&p),
+        vec![
+            (
+                r#"{"__name__":"m","a":"1","b":"2"}"#.to_string(),
+                v(&[
+                    (1.0, "1"),
+                    (2.0, "2"),
+                    (3.0, "3"),
+                    (4.0, "4"),
+                    (4.5, "4.5"),
+                    (5.0, "5"),
+                    (6.0, "6")
+                ])
+            ),
+            (r#"{"__name__":"m","a":"2","b":"1"}"#.to_string(), v(&[(2.0, "20"), (3.0, "30")])),
+        ]
+    );
+}

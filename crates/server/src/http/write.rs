@@ -114,12 +114,16 @@ async fn ingest_inner(
     let tenant = t.clone();
     let (outcome, invalid) = blocking(move || {
         let interner = Interner::new();
-        let decoded = wire::decode_write(
+        // The tenant's series cache resolves series seen before from their raw label bytes.
+        // It is only valid for one set of limits: these are fixed (DecodeLimits::default()).
+        let cache = db.tenant(&tenant).ok();
+        let decoded = wire::decode_write_cached(
             protocol,
             &body,
             MAX_DECOMPRESSED,
             &interner,
             &DecodeLimits::default(),
+            cache.as_ref().map(|t| &t.series_cache),
         )
         .map_err(wire_error)?;
         let outcome = db.append(&tenant, decoded.batch)?;

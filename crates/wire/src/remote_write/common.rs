@@ -5,7 +5,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use model::{
-    FloatHistogram, Interner, Label, Labels, METRIC_NAME, MetricType, Sample, Span, Timestamp,
+    FloatHistogram, Interner, Label, Labels, METRIC_NAME, MetricType, Sample, SeriesCache,
+    SeriesKey, SeriesRef, Span, Timestamp,
 };
 
 use super::{DecodeLimits, DecodedWrite, InvalidReason, InvalidSeries, MAX_INVALID_DETAILS};
@@ -56,19 +57,48 @@ pub(super) struct Ctx<'a, 'i> {
     /// string at the same position, and a byte comparison finds them without hashing.
     prev: Labels,
     prev_raw: Vec<(&'a [u8], &'a [u8])>,
+    /// The tenant's series cache, when the caller gave one (see [`model::SeriesCache`]).
+    series_cache: Option<&'i SeriesCache>,
     pub(super) out: DecodedWrite,
 }
 
 impl<'a, 'i> Ctx<'a, 'i> {
-    pub(super) fn new(interner: &'i Interner, limits: &'i DecodeLimits) -> Self {
+    pub(super) fn new(
+        interner: &'i Interner,
+        limits: &'i DecodeLimits,
+        series_cache: Option<&'i SeriesCache>,
+    ) -> Self {
         Ctx {
             interner,
             limits,
+            series_cache,
             cache: HashMap::with_hasher(Default::default()),
             symbols: Vec::new(),
             prev: Labels::empty(),
             prev_raw: Vec::new(),
             out: DecodedWrite::default(),
+        }
+    }
+
+    /// Looks a series up by its raw label bytes: a hit is a live series whose labels encode
+    /// canonically to exactly `raw` (so these bytes passed validation when it was cached).
+    /// Returns the hash too, for [`Ctx::key_after_miss`]; `None` when there is no cache.
+    pub(super) fn cached(&mut self, raw: &[u8]) -> Option<(u64, Option<SeriesRef>)> {
+        let cache = self.series_cache?;
+        let hash = cache.hash(raw);
+        let hit = cache.candidate(hash).filter(|s| is_canonical(raw, s.labels()));
+        if hit.is_some() {
+            self.out.cache_hits += 1;
+        }
+        Some((hash, hit))
+    }
+
+    /// What storage is told about a series the cache missed: `Miss(hash)` when its raw bytes
+    /// are the canonical encoding of the labels just built (so it may be cached), else `None`.
+    pub(super) fn key_after_miss(raw: &[u8], hash: Option<u64>, labels: &Labels) -> SeriesKey {
+        match hash {
+            Some(h) if is_canonical(raw, labels) => SeriesKey::Miss(h),
+            _ => SeriesKey::None,
         }
     }
 
@@ -423,4 +453,96 @@ pub(super) fn labels_text(pairs: &RawPairs<'_>) -> String {
     }
     s.push('}');
     s
+}
+
+/// Appends `v` as a protobuf varint.
+fn push_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn varint_len(v: u64) -> usize {
+    (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
+}
+
+/// Appends the canonical encoding of one label: a remote write 1.0 `TimeSeries.labels` field
+/// (`0x0a len { 0x0a len name 0x12 len value }`), as Prometheus sends it.
+pub(super) fn push_canonical(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    let inner = 1
+        + varint_len(name.len() as u64)
+        + name.len()
+        + 1
+        + varint_len(value.len() as u64)
+        + value.len();
+    out.push(0x0a);
+    push_varint(out, inner as u64);
+    out.push(0x0a);
+    push_varint(out, name.len() as u64);
+    out.extend_from_slice(name);
+    out.push(0x12);
+    push_varint(out, value.len() as u64);
+    out.extend_from_slice(value);
+}
+
+/// True when `raw` is exactly the canonical encoding of `labels` (each label in order through
+/// [`push_canonical`], nothing else). The encoding is injective: two label sets never share it.
+/// No allocation: the per-label headers are built on the stack.
+pub(super) fn is_canonical(raw: &[u8], labels: &Labels) -> bool {
+    let mut rest = raw;
+    let mut take = |want: &[u8]| match rest.strip_prefix(want) {
+        Some(r) => {
+            rest = r;
+            true
+        }
+        None => false,
+    };
+    for l in labels.iter() {
+        let (n, v) = (l.name.as_bytes(), l.value.as_bytes());
+        let inner =
+            1 + varint_len(n.len() as u64) + n.len() + 1 + varint_len(v.len() as u64) + v.len();
+        let mut h = Header::default();
+        h.push(0x0a);
+        h.varint(inner as u64);
+        h.push(0x0a);
+        h.varint(n.len() as u64);
+        if !(take(h.bytes()) && take(n)) {
+            return false;
+        }
+        let mut h = Header::default();
+        h.push(0x12);
+        h.varint(v.len() as u64);
+        if !(take(h.bytes()) && take(v)) {
+            return false;
+        }
+    }
+    rest.is_empty()
+}
+
+/// A few protobuf key and length bytes, on the stack.
+#[derive(Default)]
+struct Header {
+    b: [u8; 24],
+    n: usize,
+}
+
+impl Header {
+    fn push(&mut self, x: u8) {
+        self.b[self.n] = x;
+        self.n += 1;
+    }
+
+    fn varint(&mut self, mut v: u64) {
+        while v >= 0x80 {
+            self.push((v as u8) | 0x80);
+            v >>= 7;
+        }
+        self.push(v as u8);
+    }
+
+    fn bytes(&self) -> &[u8] {
+        &self.b[..self.n]
+    }
 }

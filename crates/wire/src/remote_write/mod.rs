@@ -13,10 +13,10 @@ mod v2;
 
 use std::fmt;
 
-use model::{Interner, WriteBatch};
+use model::{Interner, SeriesCache, WriteBatch};
 
-pub use v1::decode_write_v1;
-pub use v2::decode_write_v2;
+pub use v1::{decode_write_v1, decode_write_v1_cached};
+pub use v2::{decode_write_v2, decode_write_v2_cached};
 
 use crate::WireError;
 
@@ -76,10 +76,28 @@ pub fn decode_write(
     interner: &Interner,
     limits: &DecodeLimits,
 ) -> Result<DecodedWrite, WireError> {
+    decode_write_cached(protocol, snappy_body, max_decompressed_bytes, interner, limits, None)
+}
+
+/// [`decode_write`] with the tenant's series cache: a series whose raw label bytes the cache
+/// knows is resolved to its stored series (`SeriesKey::Hit`) without building, interning or
+/// validating its labels — these exact bytes were validated when it was cached. Misses are
+/// decoded as usual and tagged `SeriesKey::Miss` for storage to cache.
+///
+/// The cache is only valid for one set of `limits`: a cache filled under other limits must be
+/// dropped when they change (the server uses one fixed set today).
+pub fn decode_write_cached(
+    protocol: WriteProtocol,
+    snappy_body: &[u8],
+    max_decompressed_bytes: usize,
+    interner: &Interner,
+    limits: &DecodeLimits,
+    cache: Option<&SeriesCache>,
+) -> Result<DecodedWrite, WireError> {
     let body = crate::snappy::decompress_capped(snappy_body, max_decompressed_bytes)?;
     match protocol {
-        WriteProtocol::V1 => decode_write_v1(&body, interner, limits),
-        WriteProtocol::V2 => decode_write_v2(&body, interner, limits),
+        WriteProtocol::V1 => decode_write_v1_cached(&body, interner, limits, cache),
+        WriteProtocol::V2 => decode_write_v2_cached(&body, interner, limits, cache),
     }
 }
 
@@ -127,6 +145,8 @@ pub struct DecodedWrite {
     /// What was left out of `batch`: rejected series (with their samples, histograms and
     /// exemplars), single rejected exemplars, rejected metadata entries.
     pub rejected: DecodeCounts,
+    /// Series resolved through the series cache (`SeriesKey::Hit`).
+    pub cache_hits: usize,
 }
 
 /// Totals of what a request carried.

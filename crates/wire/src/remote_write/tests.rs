@@ -4,7 +4,10 @@
 
 use std::fmt::Write as _;
 
-use model::{Interner, is_stale_nan};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use model::{Interner, Labels, SeriesCache, SeriesHandle, SeriesKey, is_stale_nan};
 use prost::Message;
 
 use super::*;
@@ -53,12 +56,23 @@ fn render(d: &DecodedWrite) -> String {
     s
 }
 
+/// Checks the decode of `bytes`, then decodes it twice more through a series cache backed by
+/// a [`FakeStore`] (the first pass fills it, the second hits it): every case of this file must
+/// decode identically with and without the cache.
 fn check_v1(bytes: &[u8], limits: &DecodeLimits, expected: &str) {
     let got = match decode_write_v1(bytes, &Interner::new(), limits) {
         Ok(d) => render(&d),
         Err(e) => format!("error: {e}\n"),
     };
     assert_eq!(got.trim_end(), expected.trim(), "\n--- got:\n{got}");
+    let (cache, store) = (SeriesCache::new(), FakeStore::default());
+    for pass in 0..2 {
+        let cached = match decode_write_v1_cached(bytes, &Interner::new(), limits, Some(&cache)) {
+            Ok(d) => store.apply(&cache, &d),
+            Err(e) => format!("error: {e}\n"),
+        };
+        assert_eq!(cached, got, "pass {pass} through the series cache");
+    }
 }
 
 fn check_v2(bytes: &[u8], limits: &DecodeLimits, expected: &str) {
@@ -67,6 +81,77 @@ fn check_v2(bytes: &[u8], limits: &DecodeLimits, expected: &str) {
         Err(e) => format!("error: {e}\n"),
     };
     assert_eq!(got.trim_end(), expected.trim(), "\n--- got:\n{got}");
+    let (cache, store) = (SeriesCache::new(), FakeStore::default());
+    for pass in 0..2 {
+        let cached = match decode_write_v2_cached(bytes, &Interner::new(), limits, Some(&cache)) {
+            Ok(d) => store.apply(&cache, &d),
+            Err(e) => format!("error: {e}\n"),
+        };
+        assert_eq!(cached, got, "pass {pass} through the series cache");
+    }
+}
+
+/// Storage's part of the series cache, in miniature: one series per label set, cached under
+/// the hash of each `Miss`; a `Hit` must name the very label set the decoder would have built.
+#[derive(Default)]
+struct FakeStore {
+    series: std::sync::Mutex<std::collections::HashMap<Labels, Arc<FakeSeries>>>,
+}
+
+struct FakeSeries {
+    labels: Labels,
+    live: AtomicBool,
+}
+
+impl SeriesHandle for FakeSeries {
+    fn labels(&self) -> &Labels {
+        &self.labels
+    }
+    fn is_live(&self) -> bool {
+        self.live.load(Ordering::Acquire)
+    }
+    fn as_any(self: Arc<Self>) -> Arc<dyn std::any::Any + Send + Sync> {
+        self
+    }
+}
+
+impl FakeStore {
+    fn get(&self, l: &Labels) -> Arc<FakeSeries> {
+        let mut m = self.series.lock().unwrap();
+        m.entry(l.clone())
+            .or_insert_with(|| Arc::new(FakeSeries { labels: l.clone(), live: true.into() }))
+            .clone()
+    }
+
+    /// "Stores" a decode: caches its misses; returns its rendering.
+    fn apply(&self, cache: &SeriesCache, d: &DecodedWrite) -> String {
+        for w in &d.batch.series {
+            match &w.key {
+                SeriesKey::Hit(h) => assert_eq!(h.labels(), &w.labels, "a hit names its series"),
+                SeriesKey::Miss(hash) => {
+                    cache.insert(*hash, self.get(&w.labels));
+                }
+                SeriesKey::None => {}
+            }
+        }
+        render(d)
+    }
+
+    fn drop_series(&self, l: &Labels) {
+        if let Some(s) = self.series.lock().unwrap().remove(l) {
+            s.live.store(false, Ordering::Release);
+        }
+    }
+}
+
+/// Each series' resolution, in order: `hit`, `miss` (cacheable) or `none` (not cacheable).
+fn keys(d: &DecodedWrite) -> String {
+    let k = |w: &model::SeriesWrite| match w.key {
+        SeriesKey::Hit(_) => "hit",
+        SeriesKey::Miss(_) => "miss",
+        SeriesKey::None => "none",
+    };
+    d.batch.series.iter().map(k).collect::<Vec<_>>().join(" ")
 }
 
 fn labels(pairs: &[(&str, &str)]) -> Vec<prompb::Label> {
@@ -593,4 +678,123 @@ fn rejections_are_counted_and_details_capped() {
         DecodeCounts { series: 1005, samples: 2010, histograms: 0, exemplars: 1, metadata: 1 }
     );
     assert_eq!(got.batch.series.len(), 1);
+}
+
+// ---- the series cache ----
+
+#[test]
+fn series_cache_resolves_only_identical_canonical_bytes() {
+    let (cache, store) = (SeriesCache::new(), FakeStore::default());
+    let dec = |b: &[u8]| {
+        let d = decode_write_v1_cached(b, &Interner::new(), &d(), Some(&cache)).unwrap();
+        let text = store.apply(&cache, &d);
+        format!("{}\n{text}", keys(&d))
+    };
+    let sorted = [("__name__", "m"), ("a", "1"), ("b", "2")];
+    let first = req(vec![ts(&sorted, &[(1, 1.0)])]);
+    assert_eq!(dec(&first), "miss\nm{a=\"1\", b=\"2\"} 1.0@1\n");
+    assert_eq!(cache.len(), 1);
+    // Swapped values are another series; label order and an empty-valued label change the raw
+    // bytes but not the series: those are not canonical, so they are never cached.
+    let b = req(vec![
+        ts(&sorted, &[(2, 2.0)]),
+        ts(&[("__name__", "m"), ("a", "2"), ("b", "1")], &[(2, 3.0)]),
+        ts(&[("b", "2"), ("__name__", "m"), ("a", "1")], &[(2, 4.0)]),
+        ts(&[("__name__", "m"), ("a", "1"), ("b", "2"), ("c", "")], &[(2, 5.0)]),
+        ts(&[("__name__", "m"), ("a", "1")], &[(2, 6.0)]),
+    ]);
+    let want = r#"hit miss none none miss
+m{a="1", b="2"} 2.0@2
+m{a="2", b="1"} 3.0@2
+m{a="1", b="2"} 4.0@2
+m{a="1", b="2"} 5.0@2
+m{a="1"} 6.0@2
+"#;
+    assert_eq!(dec(&b), want);
+    assert_eq!(cache.len(), 3);
+    let want_again = want.replacen("hit miss none none miss", "hit hit none none hit", 1);
+    assert_eq!(dec(&b), want_again);
+
+    // Remote write 2.0 shares the entries: its resolved pairs are keyed like 1.0's fields.
+    let syms = symbols(&["", "__name__", "m", "a", "1", "b", "2"]);
+    let b2 =
+        pb2::Request { symbols: syms, timeseries: vec![ts2(&[1, 2, 3, 4, 5, 6], &[(3, 7.0)])] }
+            .encode_to_vec();
+    let d2 = decode_write_v2_cached(&b2, &Interner::new(), &d(), Some(&cache)).unwrap();
+    assert_eq!((keys(&d2), render(&d2)), ("hit".into(), "m{a=\"1\", b=\"2\"} 7.0@3\n".into()));
+
+    // A series dropped by storage is never resolved to its old handle again.
+    store.drop_series(&Labels::from_pairs(sorted).unwrap());
+    assert_eq!(dec(&first), "miss\nm{a=\"1\", b=\"2\"} 1.0@1\n");
+    assert_eq!(dec(&first), "hit\nm{a=\"1\", b=\"2\"} 1.0@1\n", "re-cached");
+}
+
+#[test]
+fn series_cache_never_trusts_a_colliding_hash() {
+    // Another series planted under the hash of these exact bytes (as a hash collision would):
+    // the byte comparison against its labels refuses it.
+    let cache = SeriesCache::new();
+    let store = FakeStore::default();
+    let mut raw = Vec::new();
+    for (n, v) in [("__name__", "m"), ("a", "1")] {
+        super::common::push_canonical(&mut raw, n.as_bytes(), v.as_bytes());
+    }
+    let other = Labels::from_pairs([("__name__", "m"), ("a", "2")]).unwrap();
+    cache.insert(cache.hash(&raw), store.get(&other));
+    let b = req(vec![ts(&[("__name__", "m"), ("a", "1")], &[(1, 1.0)])]);
+    let d = decode_write_v1_cached(&b, &Interner::new(), &d(), Some(&cache)).unwrap();
+    assert_eq!((keys(&d), render(&d)), ("miss".into(), "m{a=\"1\"} 1.0@1\n".into()));
+    assert_eq!(d.cache_hits, 0);
+}
+
+#[test]
+fn series_cache_never_holds_a_rejected_series() {
+    let (cache, store) = (SeriesCache::new(), FakeStore::default());
+    let bad = req(vec![
+        ts(&[("__name__", "m"), ("a", "1"), ("a", "2")], &[(1, 1.0)]),
+        ts(&[("a", "1")], &[(1, 1.0)]),
+    ]);
+    for _ in 0..2 {
+        let d = decode_write_v1_cached(&bad, &Interner::new(), &d(), Some(&cache)).unwrap();
+        store.apply(&cache, &d);
+        assert_eq!(d.batch.series.len(), 0);
+        assert_eq!(d.rejected.series, 2, "rejected again when re-sent");
+    }
+    assert_eq!(cache.len(), 0);
+    // A valid series whose histogram is invalid is rejected even when its labels are cached.
+    let good = ts(&[("__name__", "h")], &[]);
+    let first =
+        decode_write_v1_cached(&req(vec![good.clone()]), &Interner::new(), &d(), Some(&cache));
+    store.apply(&cache, &first.unwrap());
+    assert_eq!(cache.len(), 1);
+    let mut h = int_hist(5);
+    h.positive_spans.clear();
+    let with_bad_hist = prompb::TimeSeries { histograms: vec![h], ..good };
+    let d = decode_write_v1_cached(&req(vec![with_bad_hist]), &Interner::new(), &d(), Some(&cache))
+        .unwrap();
+    assert_eq!((d.batch.series.len(), d.rejected.series), (0, 1));
+}
+
+#[test]
+fn canonical_bytes_are_exactly_the_sorted_encoding() {
+    let l = Labels::from_pairs([("__name__", "m"), ("a", "x".repeat(200).as_str())]).unwrap();
+    let mut raw = Vec::new();
+    for x in l.iter() {
+        super::common::push_canonical(&mut raw, x.name.as_bytes(), x.value.as_bytes());
+    }
+    // What prost writes for the same labels, multi-byte lengths included.
+    assert_eq!(raw, {
+        let t = prompb::TimeSeries {
+            labels: labels(&[("__name__", "m"), ("a", &"x".repeat(200))]),
+            ..Default::default()
+        };
+        t.encode_to_vec()
+    });
+    assert!(super::common::is_canonical(&raw, &l));
+    assert!(!super::common::is_canonical(&raw[..raw.len() - 1], &l));
+    let mut longer = raw.clone();
+    longer.push(0);
+    assert!(!super::common::is_canonical(&longer, &l));
+    assert!(!super::common::is_canonical(&raw, &l.with("b", "1")));
+    assert!(super::common::is_canonical(&[], &Labels::empty()));
 }

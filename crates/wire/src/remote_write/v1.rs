@@ -1,6 +1,6 @@
 //! Remote write 1.0: `prometheus.WriteRequest` bytes walked into a `WriteBatch`.
 
-use model::{Exemplar, Interner, MetricMetadata, SeriesWrite};
+use model::{Exemplar, Interner, MetricMetadata, SeriesCache, SeriesKey, SeriesWrite};
 
 use super::common::{Ctx, Dropped, RawPairs, Str, metric_type};
 use super::{DecodeLimits, DecodedWrite, InvalidReason};
@@ -16,16 +16,29 @@ pub fn decode_write_v1(
     interner: &Interner,
     limits: &DecodeLimits,
 ) -> Result<DecodedWrite, WireError> {
-    let mut ctx = Ctx::new(interner, limits);
+    decode_write_v1_cached(bytes, interner, limits, None)
+}
+
+/// [`decode_write_v1`] through a series cache (see [`super::decode_write_cached`]). The raw
+/// bytes of a series are its `labels` fields (key, length and `Label` message) in the order
+/// sent; samples between them are left out.
+pub fn decode_write_v1_cached(
+    bytes: &[u8],
+    interner: &Interner,
+    limits: &DecodeLimits,
+    cache: Option<&SeriesCache>,
+) -> Result<DecodedWrite, WireError> {
+    let mut ctx = Ctx::new(interner, limits, cache);
     let mut pairs = RawPairs::new();
     let mut ex_pairs = RawPairs::new();
+    let mut fields = Vec::new();
     let mut r = Reader::new(bytes, 0, "WriteRequest");
     while !r.at_end() {
         match r.key()? {
             (1, wt) => {
                 r.expect(1, wt, LEN)?;
                 let ts = r.message("TimeSeries")?;
-                series(&mut ctx, ts, &mut pairs, &mut ex_pairs)?;
+                series(&mut ctx, ts, &mut pairs, &mut ex_pairs, &mut fields)?;
             }
             (3, wt) => {
                 r.expect(3, wt, LEN)?;
@@ -38,22 +51,37 @@ pub fn decode_write_v1(
     Ok(ctx.out)
 }
 
+/// Where a `labels` field lies in its `TimeSeries` message: the field from its key, and the
+/// `Label` message inside it (with its absolute offset, for errors).
+#[derive(Clone, Copy)]
+struct LabelField {
+    field_start: usize,
+    msg_start: usize,
+    end: usize,
+}
+
 fn series<'a>(
     ctx: &mut Ctx<'a, '_>,
     mut r: Reader<'a>,
     pairs: &mut RawPairs<'a>,
     ex_pairs: &mut RawPairs<'a>,
+    fields: &mut Vec<LabelField>,
 ) -> Result<(), WireError> {
     ctx.count_series()?;
     pairs.clear();
+    fields.clear();
+    let (buf, base) = (r.buf(), r.base());
     let mut w = SeriesWrite::default();
     let mut bad_exemplars = Vec::new();
     let mut bad_histogram = None;
     while !r.at_end() {
+        let field_start = r.pos();
         match r.key()? {
             (1, wt) => {
                 r.expect(1, wt, LEN)?;
-                pairs.push(label(r.message("Label")?)?);
+                // Walked only if the series cache does not resolve the series.
+                let (_, abs) = r.bytes()?;
+                fields.push(LabelField { field_start, msg_start: abs - base, end: r.pos() });
             }
             (2, wt) => {
                 r.expect(2, wt, LEN)?;
@@ -77,9 +105,40 @@ fn series<'a>(
             (f, wt) => r.skip(f, wt)?,
         }
     }
+    // The raw label bytes: one slice of the input when the fields are contiguous (as every
+    // sender writes them), else their concatenation.
+    let contiguous = fields.windows(2).all(|p| p[0].end == p[1].field_start);
+    let scattered: Vec<u8>;
+    let raw: &[u8] = match (fields.first(), fields.last()) {
+        (Some(a), Some(b)) if contiguous => &buf[a.field_start..b.end],
+        (None, _) | (_, None) => &[],
+        _ => {
+            scattered = fields.iter().flat_map(|f| &buf[f.field_start..f.end]).copied().collect();
+            &scattered
+        }
+    };
+    let cached = match bad_histogram {
+        None => ctx.cached(raw),
+        Some(_) => None,
+    };
+    if let Some((_, Some(hit))) = &cached
+        && bad_exemplars.is_empty()
+    {
+        w.labels = hit.labels().clone();
+        w.key = SeriesKey::Hit(hit.clone());
+        ctx.out.batch.series.push(w);
+        return Ok(());
+    }
+    for f in fields.iter() {
+        let m = Reader::new(&buf[f.msg_start..f.end], base + f.msg_start, "Label");
+        pairs.push(label(m)?);
+    }
     let labels = match bad_histogram {
         Some(reason) => Err(reason),
-        None => ctx.series_labels(pairs),
+        None => match &cached {
+            Some((_, Some(hit))) => Ok(hit.labels().clone()),
+            _ => ctx.series_labels(pairs),
+        },
     };
     match labels {
         Ok(labels) => {
@@ -90,6 +149,11 @@ fn series<'a>(
                     Dropped::Exemplar,
                 );
             }
+            w.key = match cached {
+                Some((_, Some(hit))) => SeriesKey::Hit(hit),
+                Some((hash, None)) => Ctx::key_after_miss(raw, Some(hash), &labels),
+                None => SeriesKey::None,
+            };
             w.labels = labels;
             ctx.out.batch.series.push(w);
         }

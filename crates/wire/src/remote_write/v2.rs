@@ -4,9 +4,9 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use model::{Exemplar, Interner, MetricMetadata, SeriesWrite};
+use model::{Exemplar, Interner, MetricMetadata, SeriesCache, SeriesKey, SeriesWrite};
 
-use super::common::{Ctx, Dropped, RawPairs, Str, metric_type};
+use super::common::{Ctx, Dropped, RawPairs, Str, metric_type, push_canonical};
 use super::{DecodeLimits, DecodedWrite, InvalidReason};
 use crate::WireError;
 use crate::pb::{I64, LEN, Reader, VARINT};
@@ -20,6 +20,18 @@ pub fn decode_write_v2(
     bytes: &[u8],
     interner: &Interner,
     limits: &DecodeLimits,
+) -> Result<DecodedWrite, WireError> {
+    decode_write_v2_cached(bytes, interner, limits, None)
+}
+
+/// [`decode_write_v2`] through a series cache (see [`super::decode_write_cached`]). The raw
+/// bytes of a series are its symbol-resolved label pairs in the order sent, written as remote
+/// write 1.0 would send them, so both protocols share the cache's entries.
+pub fn decode_write_v2_cached(
+    bytes: &[u8],
+    interner: &Interner,
+    limits: &DecodeLimits,
+    cache: Option<&SeriesCache>,
 ) -> Result<DecodedWrite, WireError> {
     // Fields may come in any order, so collect the symbols before resolving any series.
     let mut symbols: Vec<&[u8]> = Vec::new();
@@ -39,10 +51,11 @@ pub fn decode_write_v2(
             (f, wt) => r.skip(f, wt)?,
         }
     }
-    let mut ctx = Ctx::new(interner, limits);
+    let mut ctx = Ctx::new(interner, limits, cache);
     ctx.use_symbols(symbols.len());
     let mut d = Decoder {
         ctx,
+        keybuf: Vec::new(),
         symbols,
         refs: Vec::new(),
         pairs: RawPairs::new(),
@@ -57,6 +70,8 @@ pub fn decode_write_v2(
 
 struct Decoder<'a, 'i> {
     ctx: Ctx<'a, 'i>,
+    /// The raw label bytes of the current series, for the series cache.
+    keybuf: Vec<u8>,
     symbols: Vec<&'a [u8]>,
     refs: Vec<u32>,
     pairs: RawPairs<'a>,
@@ -109,8 +124,19 @@ impl<'a> Decoder<'a, '_> {
         }
         self.pairs.clear();
         let resolved = resolve(&self.symbols, &self.refs, &mut self.pairs);
+        let mut cached = None;
+        if resolved.is_ok() && bad.is_none() {
+            self.keybuf.clear();
+            for (n, v) in &self.pairs {
+                push_canonical(&mut self.keybuf, n.b, v.b);
+            }
+            cached = self.ctx.cached(&self.keybuf);
+        }
         let labels = match bad.map_or(resolved, Err) {
-            Ok(()) => self.ctx.series_labels(&mut self.pairs),
+            Ok(()) => match &cached {
+                Some((_, Some(hit))) => Ok(hit.labels().clone()),
+                _ => self.ctx.series_labels(&mut self.pairs),
+            },
             Err(reason) => Err(reason),
         };
         let labels = match labels {
@@ -132,6 +158,11 @@ impl<'a> Decoder<'a, '_> {
         if let Some(m) = meta {
             self.metadata(&labels, m);
         }
+        w.key = match cached {
+            Some((_, Some(hit))) => SeriesKey::Hit(hit),
+            Some((hash, None)) => Ctx::key_after_miss(&self.keybuf, Some(hash), &labels),
+            None => SeriesKey::None,
+        };
         w.labels = labels;
         self.ctx.out.batch.series.push(w);
         Ok(())

@@ -15,6 +15,27 @@ pub fn run_all(bytes: &[u8]) -> usize {
     let interner = Interner::new();
     let limits = DecodeLimits::default();
     let mut ok = 0;
+    // Through an (empty) series cache, the decoders take the raw-key path too: same outcome.
+    let cache = model::SeriesCache::new();
+    for (plain, cached) in [
+        (
+            decode_write_v1(bytes, &interner, &limits),
+            wire::decode_write_v1_cached(bytes, &interner, &limits, Some(&cache)),
+        ),
+        (
+            decode_write_v2(bytes, &interner, &limits),
+            wire::decode_write_v2_cached(bytes, &interner, &limits, Some(&cache)),
+        ),
+    ] {
+        match (&plain, &cached) {
+            (Ok(p), Ok(c)) => {
+                assert_eq!((p.received, p.rejected), (c.received, c.rejected));
+                assert_eq!(p.batch.series.len(), c.batch.series.len());
+            }
+            (Err(_), Err(_)) => {}
+            _ => panic!("cached and plain decodes disagree: {plain:?} vs {cached:?}"),
+        }
+    }
     for d in
         [decode_write_v1(bytes, &interner, &limits), decode_write_v2(bytes, &interner, &limits)]
             .into_iter()

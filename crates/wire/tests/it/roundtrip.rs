@@ -86,6 +86,7 @@ fn batch(text_only: bool) -> impl Strategy<Value = WriteBatch> {
                         })
                         .collect()
                 },
+                ..Default::default()
             });
             if let Some((kind, help, unit)) = meta {
                 let unit = if text_only { String::new() } else { unit };

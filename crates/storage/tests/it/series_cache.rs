@@ -1,0 +1,57 @@
+//! The series cache from storage's side: a `Miss` caches the series it resolves to, a `Hit`
+//! appends to the cached series, and a series garbage collected after a cut is never written
+//! through its stale handle (the write goes to a fresh series with the same labels).
+
+use model::{Appendable, Labels, Sample, SeriesKey, SeriesWrite, WriteBatch};
+use storage::Db;
+
+use crate::{dump, labels, opts, tenant};
+
+fn write(db: &Db, l: &Labels, t: i64, key: SeriesKey) -> model::AppendOutcome {
+    let sw = SeriesWrite {
+        labels: l.clone(),
+        samples: vec![Sample { t, v: t as f64 }],
+        key,
+        ..Default::default()
+    };
+    db.append(&tenant(), WriteBatch { series: vec![sw], metadata: vec![] }).unwrap()
+}
+
+#[test]
+fn cached_series_are_used_only_while_the_head_holds_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(opts(dir.path())).unwrap();
+    let (a, b) = (labels("m", 1), labels("m", 2));
+    let t = db.tenant(&tenant()).unwrap();
+    assert_eq!(write(&db, &a, 1000, SeriesKey::Miss(42)).series_created, 1);
+    assert_eq!(write(&db, &b, 1000, SeriesKey::None).series_created, 1);
+    assert_eq!(t.series_cache.len(), 1, "only a Miss is cached");
+    let hit = t.series_cache.candidate(42).expect("cached");
+    assert_eq!(hit.labels(), &a);
+    assert!(t.series_cache.candidate(43).is_none());
+
+    // A hit appends to its series, even with the labels left to the handle.
+    let o = write(&db, &a, 2000, SeriesKey::Hit(hit.clone()));
+    assert_eq!((o.samples_written, o.series_created), (1, 0));
+    // A second Miss under the same hash does not displace a live series (a hash collision).
+    write(&db, &b, 2000, SeriesKey::Miss(42));
+    assert_eq!(t.series_cache.candidate(42).unwrap().labels(), &a);
+
+    // The flush cuts everything into a block; garbage collection then drops the series.
+    db.flush(Some(&tenant())).unwrap();
+    assert!(!hit.is_live(), "dropped from the head");
+    assert_eq!(t.series_cache.len(), 0, "purged after garbage collection");
+    assert!(t.series_cache.candidate(42).is_none());
+
+    // Re-sent through the stale handle: a new series with the same labels takes the sample.
+    let o = write(&db, &a, 3000, SeriesKey::Hit(hit));
+    assert_eq!((o.samples_written, o.series_created), (1, 1));
+    let want = vec![
+        (a.to_string(), vec![(1000, 1000.0), (2000, 2000.0), (3000, 3000.0)]),
+        (b.to_string(), vec![(1000, 1000.0), (2000, 2000.0)]),
+    ];
+    assert_eq!(dump(&db, &[]), want);
+    drop((t, db));
+    let db = Db::open(opts(dir.path())).unwrap();
+    assert_eq!(dump(&db, &[]), want, "after WAL replay");
+}
