@@ -5,7 +5,7 @@ use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use super::{Params, SharedState, blocking, parse_selector, tenant, time_range};
+use super::{Params, SharedState, blocking, tenant, time_range};
 use crate::error::ApiError;
 
 pub async fn healthy() -> &'static str {
@@ -56,10 +56,7 @@ pub async fn delete_series(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let p = Params::parse(q.as_deref(), &body);
-    let sets: Vec<_> = p.all("match[]").map(parse_selector).collect::<Result<_, _>>()?;
-    if sets.is_empty() {
-        return Err(ApiError::BadData("no match[] parameter provided".into()));
-    }
+    let sets = p.required_match_sets()?;
     let (start, end) = time_range(&p)?;
     let (t, db) = (tenant(&headers)?, s.db()?);
     blocking(move || {

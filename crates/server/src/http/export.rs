@@ -7,7 +7,7 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use model::{Queryable, SelectHints};
 
-use super::{Params, SharedState, blocking, parse_selector, tenant, time_range};
+use super::{Params, SharedState, blocking, tenant, time_range};
 use crate::error::ApiError;
 
 pub async fn parquet(
@@ -17,10 +17,7 @@ pub async fn parquet(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let p = Params::parse(q.as_deref(), &body);
-    let sets: Vec<_> = p.all("match[]").map(parse_selector).collect::<Result<_, _>>()?;
-    if sets.is_empty() {
-        return Err(ApiError::BadData("no match[] parameter provided".into()));
-    }
+    let sets = p.required_match_sets()?;
     let (start, end) = time_range(&p)?;
     let (t, db) = (tenant(&headers)?, s.db()?);
     let bytes = blocking(move || {

@@ -13,7 +13,7 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use model::{Labels, Queryable, SelectHints};
 
-use super::{Params, SharedState, blocking, parse_selector, tenant};
+use super::{Params, SharedState, blocking, tenant};
 use crate::error::ApiError;
 
 /// A label value escaped for the text format (`\`, `"`, newline).
@@ -58,7 +58,7 @@ pub async fn federate(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let p = Params::parse(q.as_deref(), &body);
-    let sets: Vec<_> = p.all("match[]").map(parse_selector).collect::<Result<_, _>>()?;
+    let sets = p.match_sets()?;
     let (t, db) = (tenant(&headers)?, s.db()?);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -175,6 +175,20 @@ impl Params {
     pub fn all(&self, key: &str) -> impl Iterator<Item = &str> {
         self.0.iter().filter(move |(k, _)| k == key).map(|(_, v)| v.as_str())
     }
+
+    /// The selectors of every `match[]` parameter (none is fine).
+    pub fn match_sets(&self) -> Result<Vec<Vec<Matcher>>, ApiError> {
+        self.all("match[]").map(parse_selector).collect()
+    }
+
+    /// The selectors of every `match[]` parameter, at least one (else 400, as Prometheus).
+    pub fn required_match_sets(&self) -> Result<Vec<Vec<Matcher>>, ApiError> {
+        let sets = self.match_sets()?;
+        if sets.is_empty() {
+            return Err(ApiError::BadData("no match[] parameter provided".into()));
+        }
+        Ok(sets)
+    }
 }
 
 /// The tenant of a request: `X-Scope-OrgID`, or `default`.

@@ -4,14 +4,10 @@ use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
-use model::{Matcher, Queryable, SelectHints};
+use model::{Queryable, SelectHints};
 
-use super::{Params, SharedState, blocking, parse_selector, tenant, time_range};
+use super::{Params, SharedState, blocking, tenant, time_range};
 use crate::error::ApiError;
-
-fn matcher_sets(p: &Params) -> Result<Vec<Vec<Matcher>>, ApiError> {
-    p.all("match[]").map(parse_selector).collect()
-}
 
 fn limit(p: &Params) -> Result<usize, ApiError> {
     match p.get("limit") {
@@ -50,10 +46,7 @@ pub async fn series(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let p = Params::parse(q.as_deref(), &body);
-    let sets = matcher_sets(&p)?;
-    if sets.is_empty() {
-        return Err(ApiError::BadData("no match[] parameter provided".into()));
-    }
+    let sets = p.required_match_sets()?;
     let (start, end) = time_range(&p)?;
     let limit = limit(&p)?;
     let (t, db) = (tenant(&headers)?, s.db()?);
@@ -88,7 +81,7 @@ pub async fn labels(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let p = Params::parse(q.as_deref(), &body);
-    let sets = matcher_sets(&p)?;
+    let sets = p.match_sets()?;
     let (start, end) = time_range(&p)?;
     let limit = limit(&p)?;
     let (t, db) = (tenant(&headers)?, s.db()?);
@@ -116,7 +109,7 @@ pub async fn label_values(
     RawQuery(q): RawQuery,
 ) -> Result<Response, ApiError> {
     let p = Params::parse(q.as_deref(), &[]);
-    let sets = matcher_sets(&p)?;
+    let sets = p.match_sets()?;
     let (start, end) = time_range(&p)?;
     let limit = limit(&p)?;
     let (t, db) = (tenant(&headers)?, s.db()?);
