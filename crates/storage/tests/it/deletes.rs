@@ -1,8 +1,6 @@
 //! Deletion by tombstone: hidden at once, through restarts (WAL replay must not bring data
 //! back), through head cuts and compaction, and dropped once nothing it covers is left.
 
-use std::sync::Arc;
-
 use model::{Appendable, Matcher};
 use storage::Db;
 
