@@ -82,6 +82,9 @@ pub struct Peer {
     pub dir: tempfile::TempDir,
 }
 
+/// promlake config turning range query splitting and the results cache off.
+pub const NO_RESULTS_CACHE: &str = "[query]\nsplit_interval = \"0s\"\n";
+
 impl Peer {
     pub fn victoria_metrics() -> Result<Peer> {
         let bin = ensure_binary("victoria-metrics", "victoria-metrics")?;
@@ -105,6 +108,13 @@ impl Peer {
     }
 
     /// This binary's `serve` on a fresh data dir (WAL fsync on, the default).
+    /// promlake with the range query results cache off: side-by-side query latency compares
+    /// evaluation, as VictoriaMetrics runs with `-search.disableCache` and Prometheus has no
+    /// cache. The cache has its own benchmark (`bench query --refreshes`).
+    pub fn promlake_uncached() -> Result<Peer> {
+        Self::promlake_with(NO_RESULTS_CACHE)
+    }
+
     pub fn promlake() -> Result<Peer> {
         Self::promlake_with("")
     }

@@ -199,7 +199,7 @@ pub fn run(args: &QueryArgs) -> Result<Vec<QueryFigures>> {
     }
     let mut rows = Vec::new();
     if args.compare {
-        let pl = Peer::promlake()?;
+        let pl = Peer::promlake_uncached()?;
         let pr = Peer::prometheus_receiver()?;
         let (pl_url, pr_url) = (pl.url.clone(), pr.url.clone());
         let end = load(&[&pl_url, &pr_url], args)?;
@@ -306,7 +306,7 @@ mod refresh {
 
     pub fn run(args: &QueryArgs) -> Result<()> {
         let cached = Peer::promlake_with("")?;
-        let uncached = Peer::promlake_with("[query]\nsplit_interval = \"0s\"\n")?;
+        let uncached = Peer::promlake_uncached()?;
         let urls = [cached.url.as_str(), uncached.url.as_str()];
         let now =
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as i64;
