@@ -37,6 +37,13 @@
 //! runs' series; the upstream scripts also run with every range query split, to hold the
 //! result identical to the single-threaded one.
 //!
+//! Range queries first go through `series.rs`: the nodes it covers (selectors, the common
+//! range functions, the common aggregations, over plain float series) are computed one series
+//! at a time over all steps, with moving windows and group keys computed once per series;
+//! the step-by-step evaluator then reads those results at each step, or the whole answer
+//! comes from `series.rs` when it covers the whole query. Results are identical either way
+//! (tested against `EngineOptions::series_at_a_time` off).
+//!
 //! A query stops with `Error::Canceled` at its next step (or while loading series) once the
 //! `Cancel` handle passed to `instant_query_with`/`range_query_with` is set; the HTTP server
 //! sets it when the client goes away.
