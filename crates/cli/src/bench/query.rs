@@ -156,6 +156,20 @@ pub fn run_queries(
 
 /// Writes the identical data into every URL, scrape by scrape (each system sees time order).
 fn load(urls: &[&str], args: &QueryArgs) -> Result<f64> {
+    Ok(load_until_now(urls, args)?.end as f64 / 1000.0)
+}
+
+/// Data loaded by `load_until_now`: the workload (to write later scrapes) and its range.
+struct Loaded {
+    w: Workload,
+    start: i64,
+    end: i64,
+    scrapes: i64,
+}
+
+/// `args.hours` of scrapes 15 s apart, the last at the wall clock's 15 s boundary, written
+/// into every URL.
+fn load_until_now(urls: &[&str], args: &QueryArgs) -> Result<Loaded> {
     let now =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as i64;
     let scrapes = (args.hours * 240.0) as i64;
@@ -165,7 +179,7 @@ fn load(urls: &[&str], args: &QueryArgs) -> Result<f64> {
     w.jitter_ms = 0;
     eprintln!("loading {} series x {} scrapes into {} systems", args.series, scrapes, urls.len());
     write_scrapes(urls, &mut w, 0..scrapes)?;
-    Ok(end as f64 / 1000.0)
+    Ok(Loaded { w, start, end, scrapes })
 }
 
 /// Remote-writes the scrapes `steps` of `w` into every URL, in time order.
@@ -308,15 +322,7 @@ mod refresh {
         let cached = Peer::promlake_with("")?;
         let uncached = Peer::promlake_uncached()?;
         let urls = [cached.url.as_str(), uncached.url.as_str()];
-        let now =
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as i64;
-        let scrapes = (args.hours * 240.0) as i64;
-        let end = now / 15_000 * 15_000;
-        let start = end - (scrapes - 1) * 15_000;
-        let mut w = Workload::new(args.series, start, 15_000, 7);
-        w.jitter_ms = 0;
-        eprintln!("loading {} series x {scrapes} scrapes into both servers", args.series);
-        write_scrapes(&urls, &mut w, 0..scrapes)?;
+        let super::Loaded { mut w, start, end, scrapes } = super::load_until_now(&urls, args)?;
         let client =
             reqwest::blocking::Client::builder().timeout(Duration::from_secs(300)).build()?;
         // Loading took a while: the scrapes since then arrive too, so data reaches now.
