@@ -192,52 +192,55 @@ impl TenantDb {
 
     /// The write path: resolve series (creating and logging new ones), append to the head,
     /// log the accepted samples, fsync (shared with concurrent writers), acknowledge.
-    pub fn append(&self, batch: WriteBatch) -> Result<AppendOutcome> {
+    pub fn append(&self, mut batch: WriteBatch) -> Result<AppendOutcome> {
         let _gate = self.append_gate.read();
         let mut out = AppendOutcome::default();
         // A cache hit is used only if its series is still in the head: garbage collection
         // clears `live` under the exclusive gate, so it cannot change while we hold it shared.
+        // The handle is moved out of the key, not cloned (a `Miss` key stays for below).
         let mut resolved: Vec<Option<Arc<MemSeries>>> = batch
             .series
-            .iter()
+            .iter_mut()
             .map(|s| {
-                match &s.key {
-                    SeriesKey::Hit(h) if h.is_live() => {
-                        h.clone().as_any().downcast::<MemSeries>().ok()
-                    }
+                let hit = match &s.key {
+                    SeriesKey::Hit(_) => match std::mem::take(&mut s.key) {
+                        SeriesKey::Hit(h) if h.is_live() => h.as_any().downcast::<MemSeries>().ok(),
+                        _ => None,
+                    },
                     _ => None,
-                }
-                .or_else(|| self.head.get(&s.labels))
+                };
+                hit.or_else(|| self.head.get(&s.labels))
             })
             .collect();
         if resolved.iter().any(Option::is_none) {
             let _g = self.create_lock.lock();
-            let mut fresh: HashMap<&Labels, u32> = HashMap::new();
+            let mut fresh: HashMap<&Labels, u32, foldhash::fast::RandomState> = HashMap::default();
             let mut new: Vec<(u32, &Labels)> = Vec::new();
+            // Series of this batch still to create, and which of them each unresolved one is.
+            let mut pending: Vec<(usize, usize)> = Vec::new();
             for (i, sw) in batch.series.iter().enumerate() {
                 if resolved[i].is_some() {
                     continue;
                 }
                 if let Some(s) = self.head.get(&sw.labels) {
                     resolved[i] = Some(s);
-                } else if !fresh.contains_key(&sw.labels) {
-                    let id = self.head.peek_next_id(1);
-                    fresh.insert(&sw.labels, id);
-                    new.push((id, &sw.labels));
+                    continue;
                 }
+                let k = *fresh.entry(&sw.labels).or_insert_with(|| {
+                    new.push((self.head.peek_next_id(1), &sw.labels));
+                    (new.len() - 1) as u32
+                });
+                pending.push((i, k as usize));
             }
             if !new.is_empty() {
                 let rec = wal::encode_series(new.iter().map(|(id, l)| (*id, *l)))?;
                 self.wal.log(&[(RecordKind::Series, &rec)])?;
-                for (id, l) in &new {
-                    self.head.create(l, Some(*id));
+                let created: Vec<Arc<MemSeries>> =
+                    new.iter().map(|(id, l)| self.head.create(l, Some(*id))).collect();
+                for (i, k) in pending {
+                    resolved[i] = Some(created[k].clone());
                 }
                 out.series_created = new.len();
-            }
-            for (i, sw) in batch.series.iter().enumerate() {
-                if resolved[i].is_none() {
-                    resolved[i] = self.head.get(&sw.labels);
-                }
             }
         }
         for (sw, s) in batch.series.iter().zip(&resolved) {

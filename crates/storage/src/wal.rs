@@ -553,6 +553,19 @@ mod tests {
     }
 
     #[test]
+    fn latency_snapshot_counts_each_bucket_once() {
+        let b = LatencyBuckets::default();
+        for ms in [1, 1, 3, 5000] {
+            b.observe(std::time::Duration::from_millis(ms));
+        }
+        let (sum, count, buckets) = b.snapshot();
+        assert_eq!(count, 4);
+        assert!((sum - 5.005).abs() < 1e-9);
+        let nonzero: Vec<(f64, u64)> = buckets.into_iter().filter(|b| b.1 > 0).collect();
+        assert_eq!(nonzero, vec![(0.0016, 2), (0.0032, 1), (f64::INFINITY, 1)]);
+    }
+
+    #[test]
     fn roundtrip_and_rotation() {
         let dir = tempfile::tempdir().unwrap();
         let wal = Wal::open(dir.path(), WalOptions { fsync: true, segment_size: 600 }).unwrap();
@@ -711,14 +724,16 @@ impl LatencyBuckets {
         self.sum_nanos.fetch_add(d.as_nanos() as u64, Ordering::Relaxed);
     }
 
-    /// (sum in seconds, count, cumulative count per upper bound, +Inf last).
+    /// (sum in seconds, count, count of each bucket by upper bound, +Inf last). The bucket
+    /// counts are *not* cumulative: `prometheus_client`'s `encode_histogram` cumulates them.
     pub fn snapshot(&self) -> (f64, u64, Vec<(f64, u64)>) {
-        let mut cum = 0;
+        let mut count = 0;
         let mut buckets = Vec::with_capacity(17);
         for (i, c) in self.counts.iter().enumerate() {
-            cum += c.load(Ordering::Relaxed);
-            buckets.push((LATENCY_BOUNDS.get(i).copied().unwrap_or(f64::INFINITY), cum));
+            let c = c.load(Ordering::Relaxed);
+            count += c;
+            buckets.push((LATENCY_BOUNDS.get(i).copied().unwrap_or(f64::INFINITY), c));
         }
-        (self.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9, cum, buckets)
+        (self.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9, count, buckets)
     }
 }

@@ -27,6 +27,7 @@ impl<'a> Reader<'a> {
         Reader { buf, pos: 0, base, message }
     }
 
+    #[inline]
     pub(crate) fn at_end(&self) -> bool {
         self.pos >= self.buf.len()
     }
@@ -49,6 +50,7 @@ impl<'a> Reader<'a> {
         self.base + self.pos
     }
 
+    #[cold]
     pub(crate) fn err(&self, problem: impl Into<String>) -> WireError {
         WireError::MalformedProtobuf {
             message: self.message,
@@ -57,7 +59,19 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// A varint; one-byte ones (keys, short lengths) without a loop.
+    #[inline]
     pub(crate) fn varint(&mut self) -> Result<u64, WireError> {
+        if let Some(&b) = self.buf.get(self.pos)
+            && b < 0x80
+        {
+            self.pos += 1;
+            return Ok(u64::from(b));
+        }
+        self.varint_long()
+    }
+
+    fn varint_long(&mut self) -> Result<u64, WireError> {
         let mut v: u64 = 0;
         for i in 0..10 {
             let Some(&b) = self.buf.get(self.pos) else {
@@ -76,6 +90,7 @@ impl<'a> Reader<'a> {
     }
 
     /// Reads a field key: (field number, wire type).
+    #[inline]
     pub(crate) fn key(&mut self) -> Result<(u32, u8), WireError> {
         let k = self.varint()?;
         let wt = (k & 7) as u8;
@@ -89,6 +104,7 @@ impl<'a> Reader<'a> {
         Ok((field as u32, wt))
     }
 
+    #[inline]
     pub(crate) fn fixed64(&mut self) -> Result<u64, WireError> {
         let Some(b) = self.buf.get(self.pos..self.pos + 8) else {
             return Err(self.err("truncated 64-bit value"));
@@ -114,6 +130,7 @@ impl<'a> Reader<'a> {
     }
 
     /// A length-delimited payload; returns it with its absolute offset.
+    #[inline]
     pub(crate) fn bytes(&mut self) -> Result<(&'a [u8], usize), WireError> {
         let len = self.varint()?;
         let start = self.pos;
@@ -128,12 +145,14 @@ impl<'a> Reader<'a> {
     }
 
     /// A nested message as a new reader.
+    #[inline]
     pub(crate) fn message(&mut self, message: &'static str) -> Result<Reader<'a>, WireError> {
         let (b, off) = self.bytes()?;
         Ok(Reader::new(b, off, message))
     }
 
     /// Fails unless `wt` is the wire type field `field` must have.
+    #[inline]
     pub(crate) fn expect(&self, field: u32, wt: u8, want: u8) -> Result<(), WireError> {
         if wt == want {
             Ok(())

@@ -402,6 +402,11 @@ fn self_metrics_cover_queries_wal_and_head() {
     assert!(value("promlake_query_samples_loaded_sum{endpoint=\"instant\"}") >= 9.0);
     assert!(value("promlake_wal_fsync_duration_seconds_count{tenant=\"default\"}") >= 1.0);
     assert!(value("promlake_wal_fsync_duration_seconds_sum{tenant=\"default\"}") > 0.0);
+    // Buckets are cumulated once: the +Inf bucket is the count.
+    assert_eq!(
+        value("promlake_wal_fsync_duration_seconds_bucket{le=\"+Inf\",tenant=\"default\"}"),
+        value("promlake_wal_fsync_duration_seconds_count{tenant=\"default\"}")
+    );
     assert!(value("promlake_head_chunks{tenant=\"default\"}") >= 3.0);
     assert_eq!(value("promlake_head_series{tenant=\"default\"}"), 3.0);
     assert!(value("promlake_wal_bytes_written{tenant=\"default\"}") > 0.0);

@@ -55,3 +55,42 @@ fn cached_series_are_used_only_while_the_head_holds_them() {
     let db = Db::open(opts(dir.path())).unwrap();
     assert_eq!(dump(&db, &[]), want, "after WAL replay");
 }
+
+#[test]
+fn a_batch_creating_one_series_twice_creates_it_once_and_keeps_every_sample() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(opts(dir.path())).unwrap();
+    let (a, b, c) = (labels("m", 1), labels("m", 2), labels("m", 3));
+    write(&db, &b, 500, SeriesKey::None);
+    let sw = |l: &Labels, t: i64, key: SeriesKey| SeriesWrite {
+        labels: l.clone(),
+        samples: vec![Sample { t, v: t as f64 }],
+        key,
+        ..Default::default()
+    };
+    // New `a` twice (the second write of it resolves to the series the first creates), the
+    // existing `b`, and new `c` cached under its Miss hash.
+    let batch = WriteBatch {
+        series: vec![
+            sw(&a, 1000, SeriesKey::None),
+            sw(&b, 1000, SeriesKey::None),
+            sw(&c, 1000, SeriesKey::Miss(7)),
+            sw(&a, 2000, SeriesKey::Miss(9)),
+        ],
+        metadata: vec![],
+    };
+    let o = db.append(&tenant(), batch).unwrap();
+    assert_eq!((o.series_created, o.samples_written), (2, 4));
+    let t = db.tenant(&tenant()).unwrap();
+    assert_eq!(t.series_cache.candidate(7).unwrap().labels(), &c);
+    assert_eq!(t.series_cache.candidate(9).unwrap().labels(), &a);
+    let want = vec![
+        (a.to_string(), vec![(1000, 1000.0), (2000, 2000.0)]),
+        (b.to_string(), vec![(500, 500.0), (1000, 1000.0)]),
+        (c.to_string(), vec![(1000, 1000.0)]),
+    ];
+    assert_eq!(dump(&db, &[]), want);
+    drop((t, db));
+    let db = Db::open(opts(dir.path())).unwrap();
+    assert_eq!(dump(&db, &[]), want, "after WAL replay");
+}

@@ -489,60 +489,64 @@ pub(super) fn push_canonical(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
 
 /// True when `raw` is exactly the canonical encoding of `labels` (each label in order through
 /// [`push_canonical`], nothing else). The encoding is injective: two label sets never share it.
-/// No allocation: the per-label headers are built on the stack.
+/// This runs for every series the cache resolves, so it walks `raw` in place: no allocation,
+/// no header built, and short strings compared inline rather than through `memcmp` calls.
 pub(super) fn is_canonical(raw: &[u8], labels: &Labels) -> bool {
-    let mut rest = raw;
-    let mut take = |want: &[u8]| match rest.strip_prefix(want) {
-        Some(r) => {
-            rest = r;
-            true
-        }
-        None => false,
-    };
+    let mut p = 0;
     for l in labels.iter() {
         let (n, v) = (l.name.as_bytes(), l.value.as_bytes());
         let inner =
             1 + varint_len(n.len() as u64) + n.len() + 1 + varint_len(v.len() as u64) + v.len();
-        let mut h = Header::default();
-        h.push(0x0a);
-        h.varint(inner as u64);
-        h.push(0x0a);
-        h.varint(n.len() as u64);
-        if !(take(h.bytes()) && take(n)) {
-            return false;
-        }
-        let mut h = Header::default();
-        h.push(0x12);
-        h.varint(v.len() as u64);
-        if !(take(h.bytes()) && take(v)) {
+        let label = byte_is(raw, &mut p, 0x0a)
+            && varint_is(raw, &mut p, inner as u64)
+            && byte_is(raw, &mut p, 0x0a)
+            && varint_is(raw, &mut p, n.len() as u64)
+            && bytes_are(raw, &mut p, n)
+            && byte_is(raw, &mut p, 0x12)
+            && varint_is(raw, &mut p, v.len() as u64)
+            && bytes_are(raw, &mut p, v);
+        if !label {
             return false;
         }
     }
-    rest.is_empty()
+    p == raw.len()
 }
 
-/// A few protobuf key and length bytes, on the stack.
-#[derive(Default)]
-struct Header {
-    b: [u8; 24],
-    n: usize,
+/// Consumes `want` from `raw` at `*p`, if it is there.
+#[inline]
+fn byte_is(raw: &[u8], p: &mut usize, want: u8) -> bool {
+    let ok = raw.get(*p) == Some(&want);
+    *p += usize::from(ok);
+    ok
 }
 
-impl Header {
-    fn push(&mut self, x: u8) {
-        self.b[self.n] = x;
-        self.n += 1;
-    }
-
-    fn varint(&mut self, mut v: u64) {
-        while v >= 0x80 {
-            self.push((v as u8) | 0x80);
-            v >>= 7;
+/// Consumes the varint encoding of `want` from `raw` at `*p`, if it is there (byte by byte,
+/// without decoding: only the one minimal encoding matches).
+#[inline]
+fn varint_is(raw: &[u8], p: &mut usize, mut want: u64) -> bool {
+    loop {
+        let Some(&b) = raw.get(*p) else { return false };
+        *p += 1;
+        if want < 0x80 {
+            return b == want as u8;
         }
-        self.push(v as u8);
+        if b != (want as u8) | 0x80 {
+            return false;
+        }
+        want >>= 7;
     }
+}
 
-    fn bytes(&self) -> &[u8] {
-        &self.b[..self.n]
-    }
+/// Consumes `want` from `raw` at `*p`, if it is there; eight bytes at a time.
+#[inline]
+fn bytes_are(raw: &[u8], p: &mut usize, want: &[u8]) -> bool {
+    let Some(got) = raw.get(*p..*p + want.len()) else { return false };
+    let (g8, w8) = (got.chunks_exact(8), want.chunks_exact(8));
+    let tails = g8.remainder().iter().zip(w8.remainder()).all(|(a, b)| a == b);
+    let words = g8.zip(w8).all(|(a, b)| {
+        let word = |c: &[u8]| u64::from_ne_bytes(c.try_into().unwrap_or_default());
+        word(a) == word(b)
+    });
+    *p += want.len();
+    tails && words
 }

@@ -121,14 +121,16 @@ fn series<'a>(
         None => ctx.cached(raw),
         Some(_) => None,
     };
-    if let Some((_, Some(hit))) = &cached
-        && bad_exemplars.is_empty()
-    {
-        w.labels = hit.labels().clone();
-        w.key = SeriesKey::Hit(hit.clone());
-        ctx.out.batch.series.push(w);
-        return Ok(());
-    }
+    // A hit moves the handle into the key (no reference count traffic beyond the labels').
+    let cached = match (cached, bad_exemplars.is_empty()) {
+        (Some((_, Some(hit))), true) => {
+            w.labels = hit.labels().clone();
+            w.key = SeriesKey::Hit(hit);
+            ctx.out.batch.series.push(w);
+            return Ok(());
+        }
+        (cached, _) => cached,
+    };
     for f in fields.iter() {
         let m = Reader::new(&buf[f.msg_start..f.end], base + f.msg_start, "Label");
         pairs.push(label(m)?);
