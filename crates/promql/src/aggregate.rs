@@ -43,7 +43,7 @@ fn groups(v: &[Elem], modifier: &Option<LabelModifier>) -> Vec<(Labels, Vec<usiz
         }
         None => (true, Vec::new()),
     };
-    let mut index: HashMap<Vec<&Label>, usize> = HashMap::new();
+    let mut index: HashMap<Vec<&Label>, usize, foldhash::fast::RandomState> = HashMap::default();
     let mut out: Vec<(Labels, Vec<usize>)> = Vec::new();
     for (i, e) in v.iter().enumerate() {
         let k: Vec<&Label> =

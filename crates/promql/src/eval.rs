@@ -467,37 +467,47 @@ impl<'a> Evaluator<'a> {
             start: lo.saturating_sub(off).saturating_sub(back),
             end: hi.saturating_sub(off),
         };
-        let mut seen: HashSet<Labels> = HashSet::new();
+        let alternatives = to_matchers(vs)?;
+        // One select returns each label set once; only `or` alternatives can repeat one.
+        let dedup = alternatives.len() > 1;
+        let mut seen: HashSet<Labels, foldhash::fast::RandomState> = HashSet::default();
+        // Float-only series (the usual case) share one empty histogram run.
+        let no_histograms: Arc<[HistogramPoint]> = Arc::from(Vec::new());
+        let no_live_histograms = Arc::new(no_histograms.clone());
         let mut out = Vec::new();
-        for ms in to_matchers(vs)? {
+        for ms in alternatives {
             self.check_deadline()?;
             for (n, s) in q.select(tenant, hints, &ms)?.enumerate() {
                 if n % 256 == 255 {
                     self.check_deadline()?;
                 }
                 let s = s?;
-                if seen.insert(s.labels.clone()) {
-                    let histograms = s
-                        .histograms
-                        .into_iter()
-                        .map(|h| HistogramPoint { t: h.t, h: Arc::new(*h.h) })
-                        .collect();
-                    let histograms: Vec<HistogramPoint> = histograms;
+                if !dedup || seen.insert(s.labels.clone()) {
+                    let (histograms, live_histograms) = if s.histograms.is_empty() {
+                        (no_histograms.clone(), no_live_histograms.clone())
+                    } else {
+                        let h: Vec<HistogramPoint> = s
+                            .histograms
+                            .into_iter()
+                            .map(|h| HistogramPoint { t: h.t, h: Arc::new(*h.h) })
+                            .collect();
+                        let live: Arc<[HistogramPoint]> =
+                            h.iter().filter(|x| !is_stale_nan(x.h.sum)).cloned().collect();
+                        (h.into(), Arc::new(live))
+                    };
                     let floats: Arc<[Point]> = s
                         .samples
                         .iter()
                         .filter(|x| !is_stale_nan(x.v))
                         .map(|x| Point { t: x.t, v: x.v })
                         .collect();
-                    let live_histograms: Arc<[HistogramPoint]> =
-                        histograms.iter().filter(|x| !is_stale_nan(x.h.sum)).cloned().collect();
                     out.push(Loaded {
                         dropped: strip_names(&s.labels, self.meta()),
                         labels: s.labels,
                         samples: s.samples.into(),
-                        histograms: histograms.into(),
+                        histograms,
                         floats: Arc::new(floats),
-                        live_histograms: Arc::new(live_histograms),
+                        live_histograms,
                     });
                 }
             }
@@ -742,7 +752,8 @@ pub(crate) fn check_unique(v: &[Elem]) -> Result<()> {
     if v.len() < 2 {
         return Ok(());
     }
-    let mut seen: HashSet<&Labels> = HashSet::with_capacity(v.len());
+    let mut seen: HashSet<&Labels, foldhash::fast::RandomState> =
+        HashSet::with_capacity_and_hasher(v.len(), Default::default());
     for e in v {
         if !seen.insert(&e.labels) {
             return exec_err("vector cannot contain metrics with the same labelset");

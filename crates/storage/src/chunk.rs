@@ -67,6 +67,21 @@ impl<'a> BitReader<'a> {
         if self.pos + n as usize > self.buf.len() * 8 {
             return None;
         }
+        if n == 0 {
+            return Some(0);
+        }
+        let byte = self.pos / 8;
+        let off = (self.pos % 8) as u32;
+        // Fast path: the eight bytes from the current one hold the `n` bits.
+        if n as u32 + off <= 64
+            && let Some(w) = self.buf.get(byte..byte + 8)
+        {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(w);
+            let v = (u64::from_be_bytes(a) << off) >> (64 - n as u32);
+            self.pos += n as usize;
+            return Some(v);
+        }
         let mut v = 0u64;
         let mut n = n;
         while n > 0 {
@@ -200,6 +215,11 @@ impl XorChunk {
         // Our own encoder wrote these bytes; a decode failure here is a bug, so stop at it.
         let _ = decode(&self.bits.buf, self.count as usize, out);
     }
+
+    /// Decodes the samples in `[mint, maxt]` into `out` (see [`decode_range`]).
+    pub fn decode_range(&self, mint: i64, maxt: i64, out: &mut Vec<model::Sample>) {
+        let _ = decode_range(&self.bits.buf, self.count as usize, mint, maxt, out);
+    }
 }
 
 fn write_varint(w: &mut BitWriter, v: i64) {
@@ -231,13 +251,43 @@ fn read_varint(r: &mut BitReader<'_>) -> Option<i64> {
 /// Decodes `count` samples of an XOR chunk. Returns `None` if the bytes are truncated or
 /// malformed; samples decoded before the fault stay in `out`.
 pub fn decode(buf: &[u8], count: usize, out: &mut Vec<(i64, f64)>) -> Option<()> {
+    decode_with(buf, count, |t, v| {
+        out.push((t, v));
+        true
+    })
+}
+
+/// Decodes the samples of an XOR chunk with `mint <= t <= maxt` into `out`, stopping at the
+/// first sample after `maxt` (timestamps in a chunk increase). `None` as for [`decode`].
+pub fn decode_range(
+    buf: &[u8],
+    count: usize,
+    mint: i64,
+    maxt: i64,
+    out: &mut Vec<model::Sample>,
+) -> Option<()> {
+    decode_with(buf, count, |t, v| {
+        if t > maxt {
+            return false;
+        }
+        if t >= mint {
+            out.push(model::Sample { t, v });
+        }
+        true
+    })
+}
+
+/// Decodes samples in order, handing each to `f` until it returns false.
+fn decode_with(buf: &[u8], count: usize, mut f: impl FnMut(i64, f64) -> bool) -> Option<()> {
     if count == 0 {
         return Some(());
     }
     let mut r = BitReader { buf, pos: 0 };
     let mut t = r.read_bits(64)? as i64;
     let mut v = r.read_bits(64)?;
-    out.push((t, f64::from_bits(v)));
+    if !f(t, f64::from_bits(v)) {
+        return Some(());
+    }
     let mut delta = 0i64;
     let (mut leading, mut trailing) = (0u8, 0u8);
     for i in 1..count {
@@ -274,7 +324,9 @@ pub fn decode(buf: &[u8], count: usize, out: &mut Vec<(i64, f64)>) -> Option<()>
             let bits = r.read_bits(sig)?;
             v ^= bits << trailing;
         }
-        out.push((t, f64::from_bits(v)));
+        if !f(t, f64::from_bits(v)) {
+            return Some(());
+        }
     }
     Some(())
 }
@@ -350,6 +402,34 @@ mod tests {
                 s.push((t, values[(i + 1) % values.len()]));
             }
             roundtrip(&s);
+        }
+
+        /// `decode_range` is `decode` filtered to the range, whatever the range.
+        #[test]
+        fn decode_range_is_decode_filtered(
+            deltas in proptest::collection::vec(1i64..100_000, 0..200),
+            values in proptest::collection::vec(proptest::num::f64::ANY, 200),
+            mint in -10_000i64..10_000_000,
+            len in 0i64..10_000_000,
+        ) {
+            let mut c = XorChunk::new();
+            let mut t = 0;
+            c.append(t, values[0]);
+            for (i, d) in deltas.iter().enumerate() {
+                t += d;
+                c.append(t, values[(i + 1) % values.len()]);
+            }
+            let mut all = Vec::new();
+            decode(c.bytes(), c.count(), &mut all).expect("decodes");
+            let want: Vec<(i64, u64)> = all
+                .iter()
+                .filter(|s| s.0 >= mint && s.0 <= mint + len)
+                .map(|s| (s.0, s.1.to_bits()))
+                .collect();
+            let mut got = Vec::new();
+            c.decode_range(mint, mint + len, &mut got);
+            let got: Vec<(i64, u64)> = got.iter().map(|s| (s.t, s.v.to_bits())).collect();
+            prop_assert_eq!(got, want);
         }
 
         #[test]

@@ -71,6 +71,25 @@ impl ClosedChunk {
         }
     }
 
+    /// Decodes the samples in `[mint, maxt]` into `out`. A chunk in the file is read into a
+    /// buffer reused by the calling thread, not one allocated per chunk.
+    fn decode_range(&self, mint: i64, maxt: i64, out: &mut Vec<Sample>) {
+        thread_local! {
+            static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
+        match &self.bytes {
+            ChunkBytes::Mem(b) => {
+                let _ = chunk::decode_range(b, self.count as usize, mint, maxt, out);
+            }
+            ChunkBytes::Disk(d, r) => BUF.with_borrow_mut(|buf| match d.read(*r, buf) {
+                Ok(()) => {
+                    let _ = chunk::decode_range(buf, self.count as usize, mint, maxt, out);
+                }
+                Err(e) => tracing::error!(error = %e, "head chunk unreadable"),
+            }),
+        }
+    }
+
     /// Heap bytes this chunk holds.
     fn heap_bytes(&self) -> usize {
         match &self.bytes {
@@ -192,11 +211,12 @@ impl SeriesData {
     }
 
     /// Samples in `[mint, maxt]`, sorted, in-order data winning over out-of-order on ties.
+    /// Only the chunks overlapping the range are decoded, and each only up to `maxt`.
     pub fn samples(&self, mint: i64, maxt: i64, out: &mut Vec<Sample>) {
-        let mut buf = Vec::new();
+        let start = out.len();
         for c in &self.closed {
             if c.max_t >= mint && c.min_t <= maxt {
-                c.decode_into(&mut buf);
+                c.decode_range(mint, maxt, out);
             }
         }
         if let Some(o) = &self.open
@@ -204,12 +224,8 @@ impl SeriesData {
             && o.max_time() >= mint
             && o.min_time() <= maxt
         {
-            o.decode_into(&mut buf);
+            o.decode_range(mint, maxt, out);
         }
-        let start = out.len();
-        out.extend(
-            buf.into_iter().filter(|s| s.0 >= mint && s.0 <= maxt).map(|(t, v)| Sample { t, v }),
-        );
         if !self.ooo.is_empty() {
             let ooo: Vec<Sample> =
                 self.ooo.range(mint..=maxt).map(|(t, v)| Sample { t: *t, v: *v }).collect();
@@ -356,17 +372,12 @@ pub struct CutData {
 
 impl CutData {
     pub fn samples(&self, mint: i64, maxt: i64, out: &mut Vec<Sample>) {
-        let mut buf = Vec::new();
+        let mut inorder = Vec::new();
         for c in &self.chunks {
             if c.max_t >= mint && c.min_t <= maxt {
-                c.decode_into(&mut buf);
+                c.decode_range(mint, maxt, &mut inorder);
             }
         }
-        let inorder: Vec<Sample> = buf
-            .into_iter()
-            .filter(|s| s.0 >= mint && s.0 <= maxt)
-            .map(|(t, v)| Sample { t, v })
-            .collect();
         let ooo: Vec<Sample> =
             self.ooo.iter().filter(|s| s.t >= mint && s.t <= maxt).copied().collect();
         merge_into(out, &inorder, &ooo);

@@ -363,29 +363,36 @@ impl TenantDb {
         let blocks = self.overlapping_blocks(hints);
         let cutting = self.cutting.read().clone();
         let tombstones = self.tombstones.list();
-        let mut by_labels: BTreeMap<Labels, Vec<Source>> = BTreeMap::new();
+        // (labels, source) pairs, sorted by labels with a stable sort: a series' sources stay
+        // in the order head, data being cut, blocks, which `merge_into` relies on (the
+        // first source wins on equal timestamps).
+        let mut found: Vec<(Labels, Source)> = Vec::new();
         for id in self.head.select_ids(matchers) {
             if let Some(s) = self.head.by_id(id) {
-                by_labels.entry(s.labels.clone()).or_default().push(Source::Head(s));
+                found.push((s.labels.clone(), Source::Head(s)));
             }
         }
         for (i, (s, _)) in cutting.iter().enumerate() {
             if matchers.iter().all(|m| m.matches(s.labels.get(&m.name).unwrap_or(""))) {
-                by_labels
-                    .entry(s.labels.clone())
-                    .or_default()
-                    .push(Source::Cut(cutting.clone(), i));
+                found.push((s.labels.clone(), Source::Cut(cutting.clone(), i)));
             }
         }
         for b in &blocks {
             for id in b.select(matchers) {
-                by_labels
-                    .entry(b.labels(id).clone())
-                    .or_default()
-                    .push(Source::Block(b.clone(), id));
+                found.push((b.labels(id).clone(), Source::Block(b.clone(), id)));
             }
         }
-        by_labels.into_iter().filter_map(move |(labels, sources)| {
+        found.sort_by(|a, b| cmp_labels(&a.0, &b.0));
+        let mut found = found.into_iter().peekable();
+        let by_labels = std::iter::from_fn(move || {
+            let (labels, first) = found.next()?;
+            let mut sources = vec![first];
+            while let Some((_, s)) = found.next_if(|(l, _)| cmp_labels(l, &labels).is_eq()) {
+                sources.push(s);
+            }
+            Some((labels, sources))
+        });
+        by_labels.filter_map(move |(labels, sources)| {
             let (start, end) = (hints.start, hints.end);
             let mut samples: Vec<Sample> = Vec::new();
             let mut histograms: Vec<HistogramSample> = Vec::new();
@@ -847,6 +854,21 @@ impl TenantDb {
 
 /// Merges a sorted run of histogram samples into `acc` (sorted); on equal timestamps the
 /// sample already in `acc` wins, as `merge_into` does for floats.
+/// `a.cmp(b)`, faster for interned labels: a name or value shared by both (the same
+/// interned string) is equal without comparing bytes.
+fn cmp_labels(a: &Labels, b: &Labels) -> std::cmp::Ordering {
+    let eq = |x: &Arc<str>, y: &Arc<str>| {
+        if Arc::ptr_eq(x, y) { std::cmp::Ordering::Equal } else { x.cmp(y) }
+    };
+    for (x, y) in a.iter().zip(b.iter()) {
+        let o = eq(&x.name, &y.name).then_with(|| eq(&x.value, &y.value));
+        if o.is_ne() {
+            return o;
+        }
+    }
+    a.len().cmp(&b.len())
+}
+
 fn merge_histograms(acc: &mut Vec<HistogramSample>, part: Vec<HistogramSample>) {
     if part.is_empty() {
         return;
@@ -871,5 +893,35 @@ fn merge_histograms(acc: &mut Vec<HistogramSample>, part: Vec<HistogramSample>) 
             (None, None) => break,
         };
         acc.extend(next);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `cmp_labels` orders exactly as `Labels`' own `Ord`, for shared (same `Arc`) and
+    /// separately built (equal bytes, different `Arc`) strings alike.
+    #[test]
+    fn cmp_labels_is_labels_ord() {
+        let l = |pairs: &[(&str, &str)]| Labels::from_pairs(pairs.iter().copied()).unwrap();
+        let a = l(&[("__name__", "up"), ("job", "node")]);
+        let sets = [
+            a.clone(),
+            l(&[("__name__", "up"), ("job", "node")]),
+            l(&[("__name__", "up"), ("job", "node"), ("zone", "a")]),
+            l(&[("__name__", "up"), ("job", "nodf")]),
+            l(&[("__name__", "up"), ("jo", "node")]),
+            l(&[("__name__", "u"), ("job", "node")]),
+            l(&[("__name__", "up")]),
+            Labels::empty(),
+            a.with("instance", "h1"),
+            a.with("instance", "h2"),
+        ];
+        for x in &sets {
+            for y in &sets {
+                assert_eq!(cmp_labels(x, y), x.cmp(y), "{x} vs {y}");
+            }
+        }
     }
 }
