@@ -77,7 +77,8 @@ enum Command {
         #[arg(short, long)]
         verbose: bool,
     },
-    /// Check a config file: parse it, reject unknown fields, print the effective config.
+    /// Check a config file: parse it, reject unknown fields, check the block store URL's
+    /// syntax (no connection is made), print the effective config.
     CheckConfig { file: PathBuf },
 }
 
@@ -167,6 +168,7 @@ fn main() -> Result<()> {
         }
         Command::CheckConfig { file } => {
             let cfg = load_config(Some(&file))?;
+            cfg.validate().map_err(|e| anyhow::anyhow!("config {}: {e}", file.display()))?;
             println!("{cfg:#?}");
             Ok(())
         }

@@ -66,9 +66,9 @@ impl AppState {
     }
 
     /// Opens storage (WAL replay included); run on a blocking thread.
-    pub fn open_storage(&self) {
+    pub fn open_storage(&self, opts: storage::Options, store: storage::block::BlockStore) {
         let started = Instant::now();
-        match Db::open(self.config.storage_options()) {
+        match Db::open_with(opts, store, Arc::new(storage::clock::SystemClock)) {
             Ok(db) => {
                 let _ = self.db.set(Arc::new(db));
                 self.ready.store(true, Ordering::Release);
