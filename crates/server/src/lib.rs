@@ -60,7 +60,7 @@ pub async fn start(config: Config) -> Result<Running, String> {
 
     let opener = {
         let state = state.clone();
-        tokio::task::spawn_blocking(move || state.open_storage(storage_opts, store))
+        tokio::task::spawn_blocking(move || state.open_storage_with(storage_opts, store))
     };
     let maintenance = {
         let state = state.clone();
