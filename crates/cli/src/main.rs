@@ -96,6 +96,8 @@ fn load_config(path: Option<&PathBuf>) -> Result<server::Config> {
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
+    // reqwest (the S3 client, `export`, `bench`) uses rustls on ring, installed once here.
+    storage::objstore::install_crypto_provider();
     // The script runner's output is its per-file lines: storage's info logs (a tenant opened,
     // a block written, for every file) would drown them.
     let default_level = match cli.command {

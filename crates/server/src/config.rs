@@ -385,7 +385,10 @@ mod tests {
             "[storage]\nblocks_url = \"gs://bucket\"\n",
             "[storage] blocks_url: block store gs://bucket: scheme gs:// is not supported",
         );
-        check_invalid("[storage]\nblocks_url = \"s3://Bad_Bucket\"\n", "not a valid S3 bucket name");
+        check_invalid(
+            "[storage]\nblocks_url = \"s3://Bad_Bucket\"\n",
+            "not a valid S3 bucket name",
+        );
         check_invalid("[storage]\nblocks_url = \"file://rel\"\n", "absolute path");
         check_invalid(
             "[storage]\nblocks_url = \"s3://bucket\"\n[storage.s3]\nsecret_access_key = \"a\"\nsecret_access_key_file = \"/x\"\n",

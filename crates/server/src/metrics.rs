@@ -358,9 +358,13 @@ impl Metrics {
         use std::sync::atomic::Ordering::Relaxed;
         *self.wal_fsync.db.lock() = Some(std::sync::Arc::downgrade(db));
         let c = db.store().stats();
-        for (op, n) in
-            [("get", c.gets), ("put", c.puts), ("head", c.heads), ("list", c.lists), ("delete", c.deletes)]
-        {
+        for (op, n) in [
+            ("get", c.gets),
+            ("put", c.puts),
+            ("head", c.heads),
+            ("list", c.lists),
+            ("delete", c.deletes),
+        ] {
             self.block_store_requests.get_or_create(&OpLabels { op: op.into() }).set(n as i64);
         }
         self.block_store_errors.set(c.errors as i64);

@@ -154,10 +154,12 @@ impl BlockStore {
                 h.spawn(async move {
                     let _ = tx.send(fut.await);
                 });
-                run(rx).map_err(|_| StorageError::ObjectStore(format!(
-                    "{}: the object store I/O runtime stopped",
-                    self.url
-                )))?
+                run(rx).map_err(|_| {
+                    StorageError::ObjectStore(format!(
+                        "{}: the object store I/O runtime stopped",
+                        self.url
+                    ))
+                })?
             }
         };
         if r.is_err() {
@@ -194,7 +196,8 @@ impl BlockStore {
     /// Complete blocks (those with a meta.json) of a tenant.
     pub fn blocks(&self, tenant: &TenantId) -> Result<Vec<String>> {
         let prefix = ObjPath::from(tenant.as_str());
-        let l = self.exec(Op::List, |s| async move { s.list_with_delimiter(Some(&prefix)).await })?;
+        let l =
+            self.exec(Op::List, |s| async move { s.list_with_delimiter(Some(&prefix)).await })?;
         let mut out = Vec::new();
         for p in l.common_prefixes {
             let Some(ulid) = p.filename() else { continue };
@@ -210,9 +213,11 @@ impl BlockStore {
     /// Names of the objects under one block's prefix.
     fn block_files(&self, tenant: &TenantId, ulid: &str) -> Result<Vec<ObjPath>> {
         let prefix = ObjPath::from(format!("{}/{}", tenant.as_str(), ulid));
-        let files = self.exec(Op::List, |s| async move {
-            s.list(Some(&prefix)).try_collect::<Vec<_>>().await
-        })?;
+        let files =
+            self.exec(
+                Op::List,
+                |s| async move { s.list(Some(&prefix)).try_collect::<Vec<_>>().await },
+            )?;
         Ok(files.into_iter().map(|f| f.location).collect())
     }
 

@@ -14,10 +14,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use object_store::ObjectStore;
-use object_store::aws::AmazonS3Builder;
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::client::SpawnedReqwestConnector;
 use object_store::prefix::PrefixStore;
-use object_store::{BackoffConfig, ClientOptions, RetryConfig};
+use object_store::{BackoffConfig, ClientConfigKey, RetryConfig};
 
 use crate::error::{Result, StorageError};
 
@@ -86,7 +86,8 @@ impl Location {
                 ));
             }
             let prefix = prefix.trim_matches('/');
-            if prefix.split('/').any(|p| p.is_empty() || p == "." || p == "..") && !prefix.is_empty()
+            if prefix.split('/').any(|p| p.is_empty() || p == "." || p == "..")
+                && !prefix.is_empty()
             {
                 return Err(format!("prefix {prefix:?} has an empty, '.' or '..' segment"));
             }
@@ -140,12 +141,16 @@ impl ObjectStoreOptions {
         if let Some(v) = self.virtual_hosted_style {
             b = b.with_virtual_hosted_style_request(v);
         }
-        b.with_client_options(
-            ClientOptions::new()
-                .with_connect_timeout(Duration::from_secs(5))
-                .with_timeout(Duration::from_secs(120)),
-        )
-        .with_retry(RetryConfig {
+        // Set key by key: `with_client_options` would replace the client options
+        // `with_allow_http` and the environment set.
+        let client = |k: ClientConfigKey, v: &str| (AmazonS3ConfigKey::Client(k), v.to_string());
+        for (k, v) in [
+            client(ClientConfigKey::ConnectTimeout, "5s"),
+            client(ClientConfigKey::Timeout, "120s"),
+        ] {
+            b = b.with_config(k, v);
+        }
+        b.with_retry(RetryConfig {
             backoff: BackoffConfig::default(),
             max_retries: 4,
             retry_timeout: Duration::from_secs(30),
@@ -153,8 +158,10 @@ impl ObjectStoreOptions {
     }
 }
 
-/// reqwest is built with `rustls-no-provider`: the process-wide provider is ring's.
-fn install_crypto_provider() {
+/// reqwest is built with `rustls-no-provider` (no aws-lc-sys): the process-wide TLS provider
+/// is ring's, installed here. Any reqwest client built in this process (the binary's own
+/// clients too) needs it first: `promlake`'s `main` calls this at start.
+pub fn install_crypto_provider() {
     // An error means a provider is installed already, which is all we need.
     let _ = rustls::crypto::ring::default_provider().install_default();
 }

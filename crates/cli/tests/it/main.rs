@@ -177,6 +177,7 @@ pub fn remote_write(url: &str, tenant: Option<&str>, batch: &model::WriteBatch) 
 }
 
 pub fn client() -> reqwest::blocking::Client {
+    storage::objstore::install_crypto_provider();
     reqwest::blocking::Client::builder().timeout(Duration::from_secs(30)).build().unwrap()
 }
 

@@ -103,10 +103,10 @@ impl Moto {
     }
 }
 
-/// `n` series `objstore_test_total{instance="i<k>"}`, one sample a minute over the `minutes`
-/// before `end`, value `k * 1000 + minute`.
-fn data(n: usize, minutes: i64, end: i64) -> WriteBatch {
-    let start = end - minutes * 60_000;
+/// `n` series `objstore_test_total{instance="i<k>"}`, one sample a minute over minutes
+/// `[from, to)` of the `total` before `end`, value `k * 1000 + minute`.
+fn data(n: usize, (from, to, total): (i64, i64, i64), end: i64) -> WriteBatch {
+    let start = end - total * 60_000;
     WriteBatch {
         series: (0..n)
             .map(|k| SeriesWrite {
@@ -115,7 +115,7 @@ fn data(n: usize, minutes: i64, end: i64) -> WriteBatch {
                     ("instance", format!("i{k}")),
                 ])
                 .unwrap(),
-                samples: (0..minutes)
+                samples: (from..to)
                     .map(|m| Sample { t: start + m * 60_000, v: (k as i64 * 1000 + m) as f64 })
                     .collect(),
                 ..Default::default()
@@ -157,7 +157,10 @@ fn blocks_in_s3_survive_sigkill_and_serve_a_second_node() {
     let cfg_arg = cfg.to_str().unwrap().to_string();
     let p = Promlake::start(&["--config", &cfg_arg]);
     let now = now_ms();
-    remote_write(&p.url, None, &data(20, 180, now));
+    // In 20-minute slices, so no sample falls behind the out-of-order window.
+    for from in (0..180).step_by(20) {
+        remote_write(&p.url, None, &data(20, (from, from + 20, 180), now));
+    }
     let (code, body) = p.post("/api/v1/admin/tsdb/flush", "");
     assert_eq!(code, 200, "{body}");
     assert!(!json(&body)["data"]["blocks"].as_array().unwrap().is_empty(), "{body}");
@@ -255,16 +258,30 @@ fn check_config_checks_the_block_store_url() {
     let check = |text: &str| {
         let f = dir.path().join("c.toml");
         std::fs::write(&f, text).unwrap();
-        Command::new(env!("CARGO_BIN_EXE_promlake")).arg("check-config").arg(&f).output().unwrap()
+        Command::new(env!("CARGO_BIN_EXE_promlake"))
+            .arg("check-config")
+            .arg(&f)
+            .env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY")
+            .output()
+            .unwrap()
     };
     let out = check("[storage]\nblocks_url = \"gs://bucket\"\n");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(err.contains("blocks_url") && err.contains("gs:// is not supported"), "{err}");
     let out = check(
-        "[storage]\nblocks_url = \"s3://good-bucket/x\"\n[storage.s3]\nsecret_access_key = \"hunter2\"\n",
+        "[storage]\nblocks_url = \"s3://good-bucket/x\"\n[storage.s3]\naccess_key_id = \"AKID\"\n\
+         secret_access_key = \"hunter2\"\n",
     );
     let shown = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(shown.contains("s3://good-bucket/x") && !shown.contains("hunter2"), "{shown}");
+    // A secret without its key id is refused (object_store's own check), naming the URL.
+    let out = check(
+        "[storage]\nblocks_url = \"s3://good-bucket\"\n[storage.s3]\nsecret_access_key = \"s\"\n",
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("s3://good-bucket") && err.contains("AccessKeyId"), "{err}");
 }

@@ -67,6 +67,7 @@ impl AppState {
 
     /// Opens storage (WAL replay included) as the config says, block store included (tests; `start` builds and
     /// checks the block store first and calls [`AppState::open_storage_with`]).
+    #[cfg(test)]
     pub fn open_storage(&self) {
         let opened = self
             .config

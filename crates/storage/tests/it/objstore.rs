@@ -7,9 +7,9 @@ use std::sync::Arc;
 
 use futures::TryStreamExt;
 use model::{Appendable, Matcher};
+use object_store::ObjectStore;
 use object_store::memory::InMemory;
 use object_store::path::Path as ObjPath;
-use object_store::ObjectStore;
 use storage::block::BlockStore;
 use storage::clock::ManualClock;
 use storage::{Db, HOUR_MS};
