@@ -184,10 +184,13 @@ impl Drop for IoRuntime {
     }
 }
 
+/// A store, and the I/O runtime its client runs on (remote stores only).
+pub(crate) type Built = (Arc<dyn ObjectStore>, Option<Arc<IoRuntime>>);
+
 /// Builds the store a URL names: no request is made (see `BlockStore::check`).
 pub(crate) fn build(
     opts: &ObjectStoreOptions,
-) -> Result<(Arc<dyn ObjectStore>, Option<Arc<IoRuntime>>)> {
+) -> Result<Built> {
     let err = |reason: String| StorageError::BlockStore { url: opts.url.clone(), reason };
     match Location::parse(&opts.url).map_err(err)? {
         Location::File(dir) => {
