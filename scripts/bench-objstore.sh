@@ -37,13 +37,14 @@ EOF
   echo "promlake ($mode) not ready" >&2; cat "$WORK/$mode.log" >&2; exit 1
 }
 gets() { curl -s "$URL/metrics" | awk '/^promlake_block_store_requests\{op="get"\}/ {print $2}'; }
-Q='sum by (mode) (rate(node_cpu_seconds_total[5m]))'
+Q='sum by (mode) (rate(node_cpu_seconds_total[30m]))'
 query() { curl -s -o /dev/null -w '%{time_total}' --data-urlencode "query=$Q" \
-  --data-urlencode "time=$(date +%s)" "$URL/api/v1/query"; }
+  --data-urlencode "time=$T" "$URL/api/v1/query"; }
 
 for mode in local s3; do
   start "$mode" "$WORK/data-$mode"
   "$BIN" bench ingest --url "$URL/api/v1/write" --series "$SERIES" --scrapes "$SCRAPES" >"$WORK/ingest-$mode.log" 2>&1
+  T=$(date +%s) # every instant query at this time: the data ends just before
   flush=$(curl -s -o /dev/null -w '%{time_total}' -X POST "$URL/api/v1/admin/tsdb/flush")
   query >/dev/null # loads the blocks' samples
   g0=$(gets); warm=$(query); g1=$(gets)
