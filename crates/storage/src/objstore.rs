@@ -188,9 +188,7 @@ impl Drop for IoRuntime {
 pub(crate) type Built = (Arc<dyn ObjectStore>, Option<Arc<IoRuntime>>);
 
 /// Builds the store a URL names: no request is made (see `BlockStore::check`).
-pub(crate) fn build(
-    opts: &ObjectStoreOptions,
-) -> Result<Built> {
+pub(crate) fn build(opts: &ObjectStoreOptions) -> Result<Built> {
     let err = |reason: String| StorageError::BlockStore { url: opts.url.clone(), reason };
     match Location::parse(&opts.url).map_err(err)? {
         Location::File(dir) => {
