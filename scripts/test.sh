@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every promlake test on a fresh machine: installs what the tests talk to (Debian's
-# prometheus, promtool, pushgateway and victoria-metrics; DuckDB in a Python venv), then
+# prometheus, promtool, pushgateway and victoria-metrics; DuckDB and the moto S3 server in a
+# Python venv), then
 # checks formatting, runs clippy with warnings denied, and runs all tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,7 +17,7 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 fi
 
 VENV="${PROMLAKE_VENV:-$PWD/target/test-venv}"
-if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import duckdb' 2>/dev/null; then
+if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import duckdb, moto.server' 2>/dev/null; then
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install -q --disable-pip-version-check -r scripts/requirements-test.txt
 fi

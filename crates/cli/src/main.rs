@@ -77,7 +77,8 @@ enum Command {
         #[arg(short, long)]
         verbose: bool,
     },
-    /// Check a config file: parse it, reject unknown fields, print the effective config.
+    /// Check a config file: parse it, reject unknown fields, check the block store URL's
+    /// syntax (no connection is made), print the effective config.
     CheckConfig { file: PathBuf },
 }
 
@@ -95,6 +96,8 @@ fn load_config(path: Option<&PathBuf>) -> Result<server::Config> {
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
+    // reqwest (the S3 client, `export`, `bench`) uses rustls on ring, installed once here.
+    storage::objstore::install_crypto_provider();
     // The script runner's output is its per-file lines: storage's info logs (a tenant opened,
     // a block written, for every file) would drown them.
     let default_level = match cli.command {
@@ -167,6 +170,7 @@ fn main() -> Result<()> {
         }
         Command::CheckConfig { file } => {
             let cfg = load_config(Some(&file))?;
+            cfg.validate().map_err(|e| anyhow::anyhow!("config {}: {e}", file.display()))?;
             println!("{cfg:#?}");
             Ok(())
         }

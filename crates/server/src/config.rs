@@ -107,6 +107,52 @@ pub struct StorageConfig {
     /// How often the head is cut into blocks, blocks compacted and retention applied (default `"1m"`).
     #[serde(with = "humantime_serde_compat")]
     pub maintenance_interval: Duration,
+    /// Where blocks live. Empty (default): `<data_dir>/blocks`. `"s3://bucket/prefix"`: an
+    /// S3-compatible bucket (AWS, MinIO, Ceph, moto, ...; settings in `[storage.s3]`), the
+    /// prefix optional. `"file:///absolute/dir"`: another local directory. The WAL and head
+    /// chunks stay in `data_dir` either way. `serve` lists the store before it starts and
+    /// fails, naming the URL, if the store does not answer or the bucket does not exist.
+    pub blocks_url: String,
+    pub s3: S3Config,
+}
+
+/// `[storage.s3]`: settings for an `s3://` `blocks_url`. Every field left out falls back to the
+/// standard environment variable in brackets, then to the S3 default.
+#[derive(Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct S3Config {
+    /// Endpoint of an S3-compatible server, e.g. `"http://127.0.0.1:9000"` (`AWS_ENDPOINT`;
+    /// default: AWS itself).
+    pub endpoint: Option<String>,
+    /// Region (`AWS_REGION`; default `"us-east-1"`).
+    pub region: Option<String>,
+    /// Allow a plain `http://` endpoint (`AWS_ALLOW_HTTP`; default false).
+    pub allow_http: Option<bool>,
+    /// Access key id (`AWS_ACCESS_KEY_ID`).
+    pub access_key_id: Option<String>,
+    /// Secret access key (`AWS_SECRET_ACCESS_KEY`). Prefer the environment variable or
+    /// `secret_access_key_file`; never printed or logged.
+    pub secret_access_key: Option<String>,
+    /// File holding the secret access key (surrounding whitespace ignored).
+    pub secret_access_key_file: Option<PathBuf>,
+    /// Virtual-hosted-style requests (`https://bucket.endpoint/key`) instead of path style
+    /// (`https://endpoint/bucket/key`, what MinIO and moto expect) (`AWS_VIRTUAL_HOSTED_STYLE_REQUEST`;
+    /// default false).
+    pub virtual_hosted_style: Option<bool>,
+}
+
+impl std::fmt::Debug for S3Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Config")
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("allow_http", &self.allow_http)
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &self.secret_access_key.as_ref().map(|_| "<redacted>"))
+            .field("secret_access_key_file", &self.secret_access_key_file)
+            .field("virtual_hosted_style", &self.virtual_hosted_style)
+            .finish()
+    }
 }
 
 impl Default for StorageConfig {
@@ -117,7 +163,32 @@ impl Default for StorageConfig {
             out_of_order_window: Duration::from_secs(30 * 60),
             fsync: true,
             maintenance_interval: Duration::from_secs(60),
+            blocks_url: String::new(),
+            s3: S3Config::default(),
         }
+    }
+}
+
+impl S3Config {
+    /// `[storage.s3]` for the effective config: the fields set, the secret redacted.
+    fn to_toml(&self) -> String {
+        let mut out = String::new();
+        let mut line = |k: &str, v: Option<String>| {
+            if let Some(v) = v {
+                out.push_str(&format!("{k} = {v}\n"));
+            }
+        };
+        line("endpoint", self.endpoint.as_ref().map(|v| format!("{v:?}")));
+        line("region", self.region.as_ref().map(|v| format!("{v:?}")));
+        line("allow_http", self.allow_http.map(|v| v.to_string()));
+        line("access_key_id", self.access_key_id.as_ref().map(|v| format!("{v:?}")));
+        line("secret_access_key", self.secret_access_key.as_ref().map(|_| "\"<redacted>\"".into()));
+        line(
+            "secret_access_key_file",
+            self.secret_access_key_file.as_ref().map(|v| format!("{:?}", v.display().to_string())),
+        );
+        line("virtual_hosted_style", self.virtual_hosted_style.map(|v| v.to_string()));
+        if out.is_empty() { out } else { format!("\n[storage.s3]\n{out}") }
     }
 }
 
@@ -141,7 +212,7 @@ impl Config {
     pub fn to_toml(&self) -> String {
         let d = |d: Duration| format!("{:?}", humantime::format_duration(d).to_string());
         format!(
-            "data_dir = {:?}\nhttp_listen = {:?}\ngrpc_listen = {:?}\n\n[storage]\nblock_duration = {}\nretention = {}\nout_of_order_window = {}\nfsync = {}\nmaintenance_interval = {}\n\n[query]\nlookback_delta = {}\nmax_samples = {}\ntimeout = {}\nremote_read_sample_limit = {}\nsplit_interval = {}\nresults_cache_max_bytes = {}\ncache_freshness = {}\nmax_concurrent_queries = {}\nmax_queued_queries = {}\nmax_series = {}\nmax_response_bytes = {}\n",
+            "data_dir = {:?}\nhttp_listen = {:?}\ngrpc_listen = {:?}\n\n[storage]\nblock_duration = {}\nretention = {}\nout_of_order_window = {}\nfsync = {}\nmaintenance_interval = {}\nblocks_url = {:?}\n{}\n[query]\nlookback_delta = {}\nmax_samples = {}\ntimeout = {}\nremote_read_sample_limit = {}\nsplit_interval = {}\nresults_cache_max_bytes = {}\ncache_freshness = {}\nmax_concurrent_queries = {}\nmax_queued_queries = {}\nmax_series = {}\nmax_response_bytes = {}\n",
             self.data_dir.display().to_string(),
             self.http_listen,
             self.grpc_listen,
@@ -150,6 +221,8 @@ impl Config {
             d(self.storage.out_of_order_window),
             self.storage.fsync,
             d(self.storage.maintenance_interval),
+            self.storage.blocks_url,
+            self.storage.s3.to_toml(),
             d(self.query.lookback_delta),
             self.query.max_samples,
             d(self.query.timeout),
@@ -181,14 +254,63 @@ impl Config {
         }
     }
 
-    pub fn storage_options(&self) -> storage::Options {
+    /// Storage options; reads `secret_access_key_file` if set (the error names the file).
+    pub fn storage_options(&self) -> Result<storage::Options, String> {
         let ms = |d: Duration| d.as_millis() as i64;
         let mut o = storage::Options::new(&self.data_dir);
         o.block_duration = ms(self.storage.block_duration).max(60_000);
         o.retention = ms(self.storage.retention);
         o.ooo_window = ms(self.storage.out_of_order_window);
         o.wal.fsync = self.storage.fsync;
-        o
+        o.blocks = self.object_store_options()?;
+        Ok(o)
+    }
+
+    /// The block store of `[storage] blocks_url`, `None` for the default local directory.
+    fn object_store_options(&self) -> Result<Option<storage::ObjectStoreOptions>, String> {
+        let url = self.storage.blocks_url.trim();
+        if url.is_empty() {
+            return Ok(None);
+        }
+        let s3 = &self.storage.s3;
+        let secret = match (&s3.secret_access_key, &s3.secret_access_key_file) {
+            (Some(_), Some(_)) => {
+                return Err("[storage.s3] sets both secret_access_key and \
+                            secret_access_key_file: keep one"
+                    .into());
+            }
+            (Some(k), None) => Some(k.clone()),
+            (None, Some(f)) => Some(
+                std::fs::read_to_string(f)
+                    .map_err(|e| {
+                        format!(
+                            "[storage.s3] secret_access_key_file {}: cannot read: {e}",
+                            f.display()
+                        )
+                    })?
+                    .trim()
+                    .to_string(),
+            ),
+            (None, None) => None,
+        };
+        Ok(Some(storage::ObjectStoreOptions {
+            url: url.to_string(),
+            endpoint: s3.endpoint.clone(),
+            region: s3.region.clone(),
+            allow_http: s3.allow_http,
+            access_key_id: s3.access_key_id.clone(),
+            secret_access_key: secret,
+            virtual_hosted_style: s3.virtual_hosted_style,
+        }))
+    }
+
+    /// Checks what can be checked without contacting anything: the block store URL's syntax
+    /// and S3 settings, the secret file (`check-config`; `serve` also lists the store).
+    pub fn validate(&self) -> Result<(), String> {
+        if let Some(o) = self.object_store_options()? {
+            o.validate().map_err(|e| format!("[storage] blocks_url: {e}"))?;
+        }
+        Ok(())
     }
 }
 
@@ -223,5 +345,74 @@ mod tests {
         assert!(e.contains("retension"), "{e}");
         let e = Config::from_toml("[storage]\nretention = \"soon\"\n").unwrap_err();
         assert!(e.contains("soon"), "{e}");
+    }
+
+    #[test]
+    fn blocks_url_and_s3_settings() {
+        let text = "[storage]\nblocks_url = \"s3://metrics/prod\"\n[storage.s3]\nendpoint = \"http://127.0.0.1:9000\"\nregion = \"eu-west-1\"\nallow_http = true\naccess_key_id = \"AKID\"\nsecret_access_key = \"hunter2\"\n";
+        let c = Config::from_toml(text).unwrap();
+        let o = c.storage_options().unwrap().blocks.unwrap();
+        assert_eq!(
+            (o.url.as_str(), o.endpoint.as_deref(), o.region.as_deref(), o.allow_http),
+            ("s3://metrics/prod", Some("http://127.0.0.1:9000"), Some("eu-west-1"), Some(true))
+        );
+        assert_eq!(o.secret_access_key.as_deref(), Some("hunter2"));
+        assert_eq!(o.virtual_hosted_style, None, "left to the environment, then path style");
+        c.validate().unwrap();
+        // The secret is never shown: not in the effective config, not in Debug (check-config).
+        let shown = format!("{}{c:?}", c.to_toml());
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(c.to_toml().contains("[storage.s3]\nendpoint = \"http://127.0.0.1:9000\""));
+        let back = Config::from_toml(&c.to_toml()).unwrap();
+        assert_eq!(back.storage.blocks_url, "s3://metrics/prod");
+        assert_eq!(back.storage.s3.allow_http, Some(true));
+        // Default: local blocks, no [storage.s3] table in the effective config.
+        let d = Config::default();
+        assert!(d.storage_options().unwrap().blocks.is_none());
+        assert!(!d.to_toml().contains("[storage.s3]"));
+    }
+
+    /// A config's text and the words `validate` (or `storage_options`) must answer with.
+    fn check_invalid(text: &str, expected: &str) {
+        let c = Config::from_toml(text).unwrap();
+        let e = c.validate().unwrap_err();
+        assert!(e.contains(expected), "{text}: {e}");
+    }
+
+    #[test]
+    fn bad_block_store_settings_are_named() {
+        check_invalid(
+            "[storage]\nblocks_url = \"gs://bucket\"\n",
+            "[storage] blocks_url: block store gs://bucket: scheme gs:// is not supported",
+        );
+        check_invalid(
+            "[storage]\nblocks_url = \"s3://Bad_Bucket\"\n",
+            "not a valid S3 bucket name",
+        );
+        check_invalid("[storage]\nblocks_url = \"file://rel\"\n", "absolute path");
+        check_invalid(
+            "[storage]\nblocks_url = \"s3://bucket\"\n[storage.s3]\nsecret_access_key = \"a\"\nsecret_access_key_file = \"/x\"\n",
+            "both secret_access_key and secret_access_key_file",
+        );
+        check_invalid(
+            "[storage]\nblocks_url = \"s3://bucket\"\n[storage.s3]\nsecret_access_key_file = \"/nonexistent/secret\"\n",
+            "secret_access_key_file /nonexistent/secret: cannot read",
+        );
+        let e = Config::from_toml("[storage.s3]\nendpont = \"x\"\n").unwrap_err();
+        assert!(e.contains("endpont"), "{e}");
+    }
+
+    #[test]
+    fn secret_from_file_is_trimmed() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("secret");
+        std::fs::write(&f, "s3cr3t\n").unwrap();
+        let text = format!(
+            "[storage]\nblocks_url = \"s3://bucket\"\n[storage.s3]\nsecret_access_key_file = {:?}\n",
+            f.display().to_string()
+        );
+        let c = Config::from_toml(&text).unwrap();
+        let o = c.storage_options().unwrap().blocks.unwrap();
+        assert_eq!(o.secret_access_key.as_deref(), Some("s3cr3t"));
     }
 }

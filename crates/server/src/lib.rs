@@ -38,6 +38,17 @@ impl Running {
 /// Binds the listeners, starts serving at once (`/-/healthy` answers during WAL replay), opens
 /// storage in the background and flips `/-/ready` when replay is done.
 pub async fn start(config: Config) -> Result<Running, String> {
+    // The block store first: a misconfigured or unreachable bucket fails `serve` here, named,
+    // rather than after the listeners are up.
+    let storage_opts = config.storage_options()?;
+    let store = {
+        let o = storage_opts.clone();
+        tokio::task::spawn_blocking(move || storage::Db::block_store(&o))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("cannot open the block store ([storage] blocks_url): {e}"))?
+    };
+    tracing::info!(blocks = store.url(), "block store");
     let listener = tokio::net::TcpListener::bind(&config.http_listen)
         .await
         .map_err(|e| format!("cannot listen on {} (http_listen): {e}", config.http_listen))?;
@@ -49,7 +60,7 @@ pub async fn start(config: Config) -> Result<Running, String> {
 
     let opener = {
         let state = state.clone();
-        tokio::task::spawn_blocking(move || state.open_storage())
+        tokio::task::spawn_blocking(move || state.open_storage_with(storage_opts, store))
     };
     let maintenance = {
         let state = state.clone();

@@ -40,8 +40,27 @@ pub struct LimitLabels {
     pub limit: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OpLabels {
+    /// `get`, `put`, `head`, `list`, `delete`.
+    pub op: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DirectionLabels {
+    /// `read` or `written`.
+    pub direction: String,
+}
+
 pub struct Metrics {
     pub registry: Registry,
+    /// `promlake_block_store_requests{op}`: requests to the block store (local dir or bucket)
+    /// since start, by kind (a gauge set from storage's counters at scrape).
+    pub block_store_requests: Family<OpLabels, Gauge>,
+    /// `promlake_block_store_errors`: block store requests that failed since start.
+    pub block_store_errors: Gauge,
+    /// `promlake_block_store_bytes{direction}`: object bytes read and written since start.
+    pub block_store_bytes: Family<DirectionLabels, Gauge>,
     /// `promlake_ingested_samples_total{tenant}`: samples stored.
     pub ingested_samples: Family<TenantLabels, Counter>,
     /// `promlake_ingested_series_created_total{tenant}`: new series.
@@ -261,8 +280,29 @@ impl Metrics {
             "Approximate bytes held in the results cache",
             query_cache_bytes.clone(),
         );
+        let block_store_requests = Family::default();
+        registry.register(
+            "block_store_requests",
+            "Requests to the block store since start, by kind",
+            block_store_requests.clone(),
+        );
+        let block_store_errors = Gauge::default();
+        registry.register(
+            "block_store_errors",
+            "Block store requests that failed since start",
+            block_store_errors.clone(),
+        );
+        let block_store_bytes = Family::default();
+        registry.register(
+            "block_store_bytes",
+            "Object bytes read from and written to the block store since start",
+            block_store_bytes.clone(),
+        );
         Metrics {
             registry,
+            block_store_requests,
+            block_store_errors,
+            block_store_bytes,
             query_duration,
             query_samples,
             queries_rejected,
@@ -317,6 +357,21 @@ impl Metrics {
     pub fn refresh(&self, db: &std::sync::Arc<storage::Db>) {
         use std::sync::atomic::Ordering::Relaxed;
         *self.wal_fsync.db.lock() = Some(std::sync::Arc::downgrade(db));
+        let c = db.store().stats();
+        for (op, n) in [
+            ("get", c.gets),
+            ("put", c.puts),
+            ("head", c.heads),
+            ("list", c.lists),
+            ("delete", c.deletes),
+        ] {
+            self.block_store_requests.get_or_create(&OpLabels { op: op.into() }).set(n as i64);
+        }
+        self.block_store_errors.set(c.errors as i64);
+        for (direction, n) in [("read", c.bytes_read), ("written", c.bytes_written)] {
+            let l = DirectionLabels { direction: direction.into() };
+            self.block_store_bytes.get_or_create(&l).set(n as i64);
+        }
         for t in db.tenants() {
             let l = TenantLabels { tenant: t.tenant.to_string() };
             self.head_series.get_or_create(&l).set(t.head.num_series() as i64);

@@ -4,6 +4,7 @@
 //!
 //! A block exists once its `meta.json` exists: it is written last, and deleted first.
 
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
 
 use arrow_array::builder::{ListBuilder, MapBuilder, StringBuilder, UInt32Builder};
@@ -26,6 +27,7 @@ use serde::{Deserialize, Serialize};
 use crate::codec;
 use crate::error::{Result, StorageError};
 use crate::index::Postings;
+use crate::objstore::{IoRuntime, ObjectStoreOptions, StoreCounts, StoreStats};
 
 /// 2 added `histograms.parquet`; version 1 blocks (no histograms) open unchanged.
 pub const FORMAT_VERSION: u32 = 2;
@@ -58,25 +60,112 @@ pub struct BlockMeta {
 /// by time and deduplicated.
 pub type BlockSeries = (Labels, Vec<Sample>, Vec<HistogramSample>);
 
-/// Sync facade over an object store; storage runs on blocking threads.
+/// Sync facade over an object store; storage runs on blocking threads. Counts its requests
+/// (`stats`). A local store runs object_store's futures on the calling thread, as it always
+/// did; a remote one (`objstore.rs`) runs them on its own I/O runtime.
 #[derive(Clone)]
 pub struct BlockStore {
     store: Arc<dyn ObjectStore>,
+    io: Option<Arc<IoRuntime>>,
+    stats: Arc<StoreStats>,
+    /// What the store is, for logs and errors (`file:///dir`, `s3://bucket/prefix`, `memory://`).
+    url: Arc<str>,
 }
 
 fn run<F: std::future::Future>(f: F) -> F::Output {
     futures::executor::block_on(f)
 }
 
+#[derive(Clone, Copy)]
+enum Op {
+    Get,
+    Put,
+    Head,
+    List,
+    Delete,
+}
+
 impl BlockStore {
+    /// A store over any `ObjectStore` whose futures need no runtime of their own (e.g.
+    /// `object_store::memory::InMemory` in tests).
     pub fn new(store: Arc<dyn ObjectStore>) -> Self {
-        BlockStore { store }
+        BlockStore { store, io: None, stats: Arc::default(), url: "memory://".into() }
     }
 
     pub fn local(dir: &std::path::Path) -> Result<Self> {
         std::fs::create_dir_all(dir).map_err(StorageError::io(dir))?;
         let fs = object_store::local::LocalFileSystem::new_with_prefix(dir)?;
-        Ok(BlockStore { store: Arc::new(fs) })
+        Ok(BlockStore {
+            store: Arc::new(fs),
+            io: None,
+            stats: Arc::default(),
+            url: format!("file://{}", dir.display()).into(),
+        })
+    }
+
+    /// The store a URL names (`objstore.rs`). Makes no request: call [`BlockStore::check`]
+    /// to find out whether it answers.
+    pub fn open_url(opts: &ObjectStoreOptions) -> Result<Self> {
+        let (store, io) = crate::objstore::build(opts)?;
+        Ok(BlockStore { store, io, stats: Arc::default(), url: opts.url.as_str().into() })
+    }
+
+    /// Lists the store's top level: an unreachable store, a missing bucket or refused
+    /// credentials fail here with an error naming the URL.
+    pub fn check(&self) -> Result<()> {
+        self.exec(Op::List, |s| async move { s.list_with_delimiter(None).await.map(|_| ()) })
+            .map_err(|e| StorageError::BlockStore {
+                url: self.url.to_string(),
+                reason: format!("cannot list the store: {e}"),
+            })
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Requests made so far, by kind, and bytes moved.
+    pub fn stats(&self) -> StoreCounts {
+        self.stats.snapshot()
+    }
+
+    /// Runs one object_store call: on the calling thread for local stores, on the store's I/O
+    /// runtime for remote ones (the caller then only waits on a channel, so any thread works).
+    fn exec<T, Fut, F>(&self, op: Op, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        Fut: std::future::Future<Output = object_store::Result<T>> + Send + 'static,
+        F: FnOnce(Arc<dyn ObjectStore>) -> Fut,
+    {
+        let st = &self.stats;
+        match op {
+            Op::Get => &st.gets,
+            Op::Put => &st.puts,
+            Op::Head => &st.heads,
+            Op::List => &st.lists,
+            Op::Delete => &st.deletes,
+        }
+        .fetch_add(1, Ordering::Relaxed);
+        let fut = f(self.store.clone());
+        let r = match self.io.as_deref().and_then(IoRuntime::handle) {
+            None => run(fut),
+            Some(h) => {
+                let (tx, rx) = futures::channel::oneshot::channel();
+                h.spawn(async move {
+                    let _ = tx.send(fut.await);
+                });
+                run(rx).map_err(|_| {
+                    StorageError::ObjectStore(format!(
+                        "{}: the object store I/O runtime stopped",
+                        self.url
+                    ))
+                })?
+            }
+        };
+        if r.is_err() {
+            st.errors.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(r?)
     }
 
     fn path(tenant: &TenantId, ulid: &str, file: &str) -> ObjPath {
@@ -84,29 +173,36 @@ impl BlockStore {
     }
 
     pub fn put(&self, tenant: &TenantId, ulid: &str, file: &str, data: Vec<u8>) -> Result<()> {
-        run(self.store.put(&Self::path(tenant, ulid, file), Bytes::from(data).into()))?;
+        let path = Self::path(tenant, ulid, file);
+        let n = data.len() as u64;
+        self.exec(Op::Put, |s| async move { s.put(&path, Bytes::from(data).into()).await })?;
+        self.stats.bytes_written.fetch_add(n, Ordering::Relaxed);
         Ok(())
     }
 
     pub fn get(&self, tenant: &TenantId, ulid: &str, file: &str) -> Result<Bytes> {
-        Ok(run(async { self.store.get(&Self::path(tenant, ulid, file)).await?.bytes().await })?)
+        let path = Self::path(tenant, ulid, file);
+        let b = self.exec(Op::Get, |s| async move { s.get(&path).await?.bytes().await })?;
+        self.stats.bytes_read.fetch_add(b.len() as u64, Ordering::Relaxed);
+        Ok(b)
     }
 
     /// Tenants with at least one object.
     pub fn tenants(&self) -> Result<Vec<TenantId>> {
-        let l = run(self.store.list_with_delimiter(None))?;
+        let l = self.exec(Op::List, |s| async move { s.list_with_delimiter(None).await })?;
         Ok(l.common_prefixes.iter().filter_map(|p| TenantId::new(p.as_ref()).ok()).collect())
     }
 
     /// Complete blocks (those with a meta.json) of a tenant.
     pub fn blocks(&self, tenant: &TenantId) -> Result<Vec<String>> {
         let prefix = ObjPath::from(tenant.as_str());
-        let l = run(self.store.list_with_delimiter(Some(&prefix)))?;
+        let l =
+            self.exec(Op::List, |s| async move { s.list_with_delimiter(Some(&prefix)).await })?;
         let mut out = Vec::new();
         for p in l.common_prefixes {
             let Some(ulid) = p.filename() else { continue };
             let meta = Self::path(tenant, ulid, "meta.json");
-            if run(self.store.head(&meta)).is_ok() {
+            if self.exec(Op::Head, |s| async move { s.head(&meta).await }).is_ok() {
                 out.push(ulid.to_string());
             }
         }
@@ -114,12 +210,22 @@ impl BlockStore {
         Ok(out)
     }
 
+    /// Names of the objects under one block's prefix.
+    fn block_files(&self, tenant: &TenantId, ulid: &str) -> Result<Vec<ObjPath>> {
+        let prefix = ObjPath::from(format!("{}/{}", tenant.as_str(), ulid));
+        let files =
+            self.exec(
+                Op::List,
+                |s| async move { s.list(Some(&prefix)).try_collect::<Vec<_>>().await },
+            )?;
+        Ok(files.into_iter().map(|f| f.location).collect())
+    }
+
     /// Copies one block into `dst` (meta.json last, so a partial copy is never a block).
     pub fn copy_block(&self, tenant: &TenantId, ulid: &str, dst: &BlockStore) -> Result<()> {
-        let prefix = ObjPath::from(format!("{}/{}", tenant.as_str(), ulid));
-        let files: Vec<_> = run(self.store.list(Some(&prefix)).try_collect::<Vec<_>>())?;
+        let files = self.block_files(tenant, ulid)?;
         let mut names: Vec<String> =
-            files.iter().filter_map(|f| f.location.filename().map(str::to_string)).collect();
+            files.iter().filter_map(|f| f.filename().map(str::to_string)).collect();
         names.sort_by_key(|n| n == "meta.json");
         for n in names {
             let data = self.get(tenant, ulid, &n)?;
@@ -128,20 +234,20 @@ impl BlockStore {
         Ok(())
     }
 
+    fn delete_if_exists(&self, path: ObjPath) -> Result<()> {
+        self.exec(Op::Delete, |s| async move {
+            match s.delete(&path).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+                Err(e) => Err(e),
+            }
+        })
+    }
+
     /// Deletes meta.json first, so a half-deleted block is never read.
     pub fn delete_block(&self, tenant: &TenantId, ulid: &str) -> Result<()> {
-        let meta = Self::path(tenant, ulid, "meta.json");
-        match run(self.store.delete(&meta)) {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-            Err(e) => return Err(e.into()),
-        }
-        let prefix = ObjPath::from(format!("{}/{}", tenant.as_str(), ulid));
-        let files: Vec<_> = run(self.store.list(Some(&prefix)).try_collect::<Vec<_>>())?;
-        for f in files {
-            match run(self.store.delete(&f.location)) {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                Err(e) => return Err(e.into()),
-            }
+        self.delete_if_exists(Self::path(tenant, ulid, "meta.json"))?;
+        for f in self.block_files(tenant, ulid)? {
+            self.delete_if_exists(f)?;
         }
         Ok(())
     }

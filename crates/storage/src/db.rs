@@ -14,6 +14,7 @@ use parking_lot::RwLock;
 use crate::block::{BlockMeta, BlockStore};
 use crate::clock::{Clock, SystemClock};
 use crate::error::Result;
+use crate::objstore::ObjectStoreOptions;
 use crate::tenant::{TenantDb, TenantOptions};
 use crate::wal::WalOptions;
 
@@ -29,6 +30,9 @@ pub struct Options {
     /// How late a sample may arrive relative to the tenant's newest sample (default 10m... 1h).
     pub ooo_window: i64,
     pub wal: WalOptions,
+    /// Where blocks live: `None` is `data_dir/blocks` (default), else the object store a URL
+    /// names (`objstore.rs`). The WAL and head chunks stay in `data_dir` either way.
+    pub blocks: Option<ObjectStoreOptions>,
 }
 
 impl Options {
@@ -39,6 +43,7 @@ impl Options {
             retention: 15 * 24 * HOUR_MS,
             ooo_window: 30 * 60_000,
             wal: WalOptions::default(),
+            blocks: None,
         }
     }
 }
@@ -53,8 +58,26 @@ pub struct Db {
 impl Db {
     /// Opens the data directory and every tenant found in it (WAL replay included).
     pub fn open(opts: Options) -> Result<Db> {
-        let store = BlockStore::local(&opts.data_dir.join("blocks"))?;
+        let store = Self::block_store(&opts)?;
         Self::open_with(opts, store, Arc::new(SystemClock))
+    }
+
+    /// The block store `opts` name: `data_dir/blocks`, or the object store of `opts.blocks`,
+    /// checked with one listing (an unreachable store or a missing bucket fails here, named).
+    pub fn block_store(opts: &Options) -> Result<BlockStore> {
+        match &opts.blocks {
+            None => BlockStore::local(&opts.data_dir.join("blocks")),
+            Some(o) => {
+                let store = BlockStore::open_url(o)?;
+                store.check()?;
+                Ok(store)
+            }
+        }
+    }
+
+    /// The store blocks are read from and written to (for its request counters).
+    pub fn store(&self) -> &BlockStore {
+        &self.store
     }
 
     pub fn open_with(opts: Options, store: BlockStore, clock: Arc<dyn Clock>) -> Result<Db> {

@@ -12,6 +12,8 @@ pub enum StorageError {
     WalEncode(String),
     #[error("block {block} is corrupt: {reason}")]
     BlockCorrupt { block: String, reason: String },
+    #[error("block store {url}: {reason}")]
+    BlockStore { url: String, reason: String },
     #[error("object store: {0}")]
     ObjectStore(String),
     #[error("parquet: {0}")]

@@ -17,6 +17,7 @@ pub mod head;
 pub mod import;
 pub mod index;
 pub mod metadata;
+pub mod objstore;
 mod tenant;
 pub mod testing;
 pub mod tombstones;
@@ -24,4 +25,5 @@ pub mod wal;
 
 pub use db::{Db, HOUR_MS, Options};
 pub use error::{Result, StorageError};
+pub use objstore::ObjectStoreOptions;
 pub use tenant::{TenantDb, TenantOptions, TenantStats};

@@ -21,6 +21,9 @@
 //! - `import`: `/api/v1/import` backfill of 3-day-old text into blocks; 400 naming the line.
 //! - `cache`: range query splitting and the results cache: answers equal to an unsplit
 //!   server's, dashboard refreshes from the cache, late writes and imports seen, `@` not split.
+//! - `objstore`: blocks in a real S3-compatible server (moto): flush into the bucket, SIGKILL,
+//!   restart and a second node read them back, no request for a query over loaded blocks,
+//!   `serve` refuses a bucket it cannot list, `check-config` checks the URL.
 //! - `bench_compare`: `promlake bench compare --quick` against the real Prometheus and
 //!   VictoriaMetrics: every figure present and positive, Markdown and PNGs written.
 //!
@@ -34,6 +37,7 @@ mod exemplars;
 mod export;
 mod import;
 mod metadata;
+mod objstore;
 mod promqltest_storage;
 mod push;
 mod query;
@@ -173,6 +177,7 @@ pub fn remote_write(url: &str, tenant: Option<&str>, batch: &model::WriteBatch) 
 }
 
 pub fn client() -> reqwest::blocking::Client {
+    storage::objstore::install_crypto_provider();
     reqwest::blocking::Client::builder().timeout(Duration::from_secs(30)).build().unwrap()
 }
 

@@ -65,10 +65,28 @@ impl AppState {
         }
     }
 
-    /// Opens storage (WAL replay included); run on a blocking thread.
+    /// Opens storage (WAL replay included) as the config says, block store included (tests; `start` builds and
+    /// checks the block store first and calls [`AppState::open_storage_with`]).
+    #[cfg(test)]
     pub fn open_storage(&self) {
+        let opened = self
+            .config
+            .storage_options()
+            .and_then(|o| storage::Db::block_store(&o).map(|s| (o, s)).map_err(|e| e.to_string()));
+        match opened {
+            Ok((opts, store)) => self.open_storage_with(opts, store),
+            Err(e) => {
+                tracing::error!(error = %e, "storage failed to open");
+                *self.open_error.lock() = Some(e);
+            }
+        }
+    }
+
+    /// Opens storage (WAL replay included) over a block store already built; run on a
+    /// blocking thread.
+    pub fn open_storage_with(&self, opts: storage::Options, store: storage::block::BlockStore) {
         let started = Instant::now();
-        match Db::open(self.config.storage_options()) {
+        match Db::open_with(opts, store, Arc::new(storage::clock::SystemClock)) {
             Ok(db) => {
                 let _ = self.db.set(Arc::new(db));
                 self.ready.store(true, Ordering::Release);

@@ -7,6 +7,7 @@
 //! - `duckdb`: DuckDB reads a block's series and index tables directly.
 //! - `histograms`: native histograms through append rules, WAL replay, flush and compaction.
 //! - `metadata_exemplars`: metadata and exemplars (WAL kinds 4, 5) through replay and checkpoints.
+//! - `objstore`: blocks in an object store (InMemory): lifecycle, restart, request counts.
 //! - `series_cache`: cache hits and misses on the append path; stale handles after a cut.
 
 mod compat;
@@ -16,6 +17,7 @@ mod durability;
 mod histograms;
 mod lifecycle;
 mod metadata_exemplars;
+mod objstore;
 mod series_cache;
 
 use model::{Labels, Matcher, Queryable, Sample, SelectHints, SeriesWrite, TenantId, WriteBatch};
