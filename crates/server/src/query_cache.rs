@@ -22,7 +22,10 @@
 //!   the unsplit query; a message from a step outside the part used can appear extra);
 //! - engine options (lookback delta, ...) are fixed for the process, so they need no key.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+
+/// Maps keyed by label sets (hashed for every series of every refresh): foldhash, not SipHash.
+type Hasher = foldhash::fast::RandomState;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -192,10 +195,15 @@ impl EncodedSeries {
 
     /// Our items before `t`, then all of `later`'s.
     fn joined(&self, t: i64, later: Option<&EncodedSeries>) -> EncodedSeries {
+        let room = |a: &Encoded, b: Option<&Encoded>| Encoded {
+            bytes: Vec::with_capacity(a.bytes.len() + b.map_or(0, |b| b.bytes.len() + 1)),
+            ts: Vec::with_capacity(a.len() + b.map_or(0, Encoded::len)),
+            at: Vec::with_capacity(a.len() + b.map_or(0, Encoded::len)),
+        };
         let mut e = EncodedSeries {
             labels: self.labels.clone(),
-            values: Encoded::default(),
-            histograms: Encoded::default(),
+            values: room(&self.values, later.map(|l| &l.values)),
+            histograms: room(&self.histograms, later.map(|l| &l.histograms)),
         };
         e.values.extend(&self.values, self.values.range(i64::MIN, t - 1));
         e.histograms.extend(&self.histograms, self.histograms.range(i64::MIN, t - 1));
@@ -289,6 +297,24 @@ pub enum Part {
 }
 
 impl JoinedSeries {
+    /// About the bytes `write` prints (exact for the cached parts), to size the buffer once.
+    pub fn size_hint(&self) -> usize {
+        let parts: usize = self
+            .parts
+            .iter()
+            .map(|p| match p {
+                Part::Encoded { series, values, histograms } => {
+                    series.values.slice(values.clone()).len()
+                        + series.histograms.slice(histograms.clone()).len()
+                        + 2
+                }
+                Part::Computed(s) => s.points.len() * 24 + s.histograms.len() * 64,
+            })
+            .sum();
+        let labels: usize = self.labels.iter().map(|l| l.name.len() + l.value.len() + 6).sum();
+        parts + labels + 48
+    }
+
     /// The series as one element of the response's `result` list (see `write_series`).
     pub fn write(&self, out: &mut Vec<u8>) {
         use crate::http::query::{write_histogram_point, write_point, write_series};
@@ -436,7 +462,7 @@ fn join(
     t: i64,
     later: &[Arc<EncodedSeries>],
 ) -> Vec<Arc<EncodedSeries>> {
-    let index: HashMap<&Labels, &EncodedSeries> =
+    let index: HashMap<&Labels, &EncodedSeries, Hasher> =
         later.iter().map(|s| (&s.labels, &**s)).collect();
     let mut out: Vec<Arc<EncodedSeries>> = earlier
         .iter()
@@ -444,7 +470,7 @@ fn join(
         .filter(|s| !s.is_empty())
         .map(Arc::new)
         .collect();
-    let known: std::collections::HashSet<&Labels> = earlier.iter().map(|s| &s.labels).collect();
+    let known: HashSet<&Labels, Hasher> = earlier.iter().map(|s| &s.labels).collect();
     out.extend(later.iter().filter(|s| !known.contains(&s.labels)).cloned());
     out
 }
@@ -463,7 +489,7 @@ struct Key {
 #[derive(Default)]
 struct Join {
     series: Vec<JoinedSeries>,
-    index: HashMap<Labels, usize>,
+    index: HashMap<Labels, usize, Hasher>,
     /// Points and histogram points held.
     points: usize,
 }

@@ -86,7 +86,9 @@ impl Admission {
 pub struct Counted<'a> {
     inner: &'a dyn crate::query_cache::Source,
     max_series: usize,
-    seen: Mutex<HashSet<model::Labels>>,
+    /// foldhash: SipHash over every selected series' labels was a visible share of a
+    /// cached dashboard refresh.
+    seen: Mutex<HashSet<model::Labels, foldhash::fast::RandomState>>,
     pub samples: AtomicUsize,
 }
 
@@ -95,7 +97,7 @@ impl<'a> Counted<'a> {
         Counted {
             inner,
             max_series,
-            seen: Mutex::new(HashSet::new()),
+            seen: Mutex::new(HashSet::default()),
             samples: AtomicUsize::new(0),
         }
     }
