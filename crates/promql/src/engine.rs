@@ -491,7 +491,10 @@ mod tests {
         assert!(ok.is_ok(), "{ok:?}");
         let past = Cancel::new().until(Instant::now());
         let r = e.range_query_with(&s, &t, "foo", 0, 60_000, 1000, &past);
-        assert_eq!(r.map(|_| ()).map_err(|e| e.to_string()), Err("query timed out in query execution".into()));
+        assert_eq!(
+            r.map(|_| ()).map_err(|e| e.to_string()),
+            Err("query timed out in query execution".into())
+        );
     }
 
     #[test]

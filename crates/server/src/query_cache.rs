@@ -265,8 +265,7 @@ impl Extent {
         annotations: Annotations,
     ) -> Option<Extent> {
         let a = &annotations;
-        let mut bytes =
-            64 + a.warnings.iter().chain(&a.infos).map(|m| m.len() + 24).sum::<usize>();
+        let mut bytes = 64 + a.warnings.iter().chain(&a.infos).map(|m| m.len() + 24).sum::<usize>();
         for s in &series {
             // u32 offsets inside each list.
             if s.values.bytes.len() > u32::MAX as usize / 2
@@ -913,8 +912,7 @@ mod tests {
 
     fn extent(start: i64, end: i64, generation: u64) -> Extent {
         let ts: Vec<i64> = (start..=end).step_by(S as usize).collect();
-        Extent::encode(start, end, generation, &[series("a", &ts)], Annotations::default())
-            .unwrap()
+        Extent::encode(start, end, generation, &[series("a", &ts)], Annotations::default()).unwrap()
     }
 
     #[test]

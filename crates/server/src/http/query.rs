@@ -510,14 +510,16 @@ mod tests {
             for annotations in [Annotations::default(), annos.clone()] {
                 let res = QueryResult { value: value.clone(), annotations };
                 let want = serde_json::to_string(&respond_tree(&res, None)).unwrap();
-                let got = String::from_utf8(respond_body(Body::Result(&res), None, 0).unwrap()).unwrap();
+                let got =
+                    String::from_utf8(respond_body(Body::Result(&res), None, 0).unwrap()).unwrap();
                 assert_eq!(got, want);
                 let stats = json!({"timings": {"evalTotalTime": 0.5}, "samples": {"x": 1}});
                 let want = serde_json::to_string(&respond_tree(&res, Some(&stats))).unwrap();
                 let got = respond_body(Body::Result(&res), Some(&stats), want.len()).unwrap();
                 assert_eq!(String::from_utf8(got).unwrap(), want);
                 // One byte less than the answer is over the limit.
-                let err = respond_body(Body::Result(&res), Some(&stats), want.len() - 1).unwrap_err();
+                let err =
+                    respond_body(Body::Result(&res), Some(&stats), want.len() - 1).unwrap_err();
                 assert!(err.to_string().contains("query.max_response_bytes"), "{err}");
             }
         }
