@@ -20,7 +20,13 @@
 //! - an extent keeps the warnings and infos raised computing it; an answer using any part of
 //!   it carries them all (they are nearly always per series, not per step, so this matches
 //!   the unsplit query; a message from a step outside the part used can appear extra);
-//! - engine options (lookback delta, ...) are fixed for the process, so they need no key.
+//! - engine options (lookback delta, ...) are fixed for the process, so they need no key;
+//! - extents are held encoded ([`Encoded`]: the JSON items the response prints), so a cached
+//!   piece of an answer is a byte range, copied as is: the joined answer prints byte for byte
+//!   as the unsplit one (tested here and in `crates/cli/tests/it/cache.rs`).
+//!
+//! Limits: the pieces of one query share one deadline (`timeout` from the query's start);
+//! `max_samples` bounds each piece and the joined answer.
 
 use std::collections::{HashMap, HashSet};
 
