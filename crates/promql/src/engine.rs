@@ -310,7 +310,11 @@ impl Engine {
     }
 
     fn evaluator(&self, start: Timestamp, end: Timestamp, cancel: &Cancel) -> Evaluator<'_> {
-        let deadline = self.opts.timeout.map(|d| Instant::now() + d);
+        let own = self.opts.timeout.map(|d| Instant::now() + d);
+        let deadline = match (own, cancel.deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         Evaluator::new(&self.opts, start, end, deadline, cancel.clone())
     }
 }
@@ -476,6 +480,17 @@ mod tests {
         });
         let r =
             no_time.range_query(&storage(), &TenantId::default_tenant(), "foo", 0, 60_000, 1000);
+        assert_eq!(
+            r.map(|_| ()).map_err(|e| e.to_string()),
+            Err("query timed out in query execution".into())
+        );
+        // A deadline passed in by the caller (a query evaluated in pieces) counts too.
+        let e = Engine::new(EngineOptions::default());
+        let (s, t) = (storage(), TenantId::default_tenant());
+        let ok = e.range_query_with(&s, &t, "foo", 0, 60_000, 1000, &Cancel::new());
+        assert!(ok.is_ok(), "{ok:?}");
+        let past = Cancel::new().until(Instant::now());
+        let r = e.range_query_with(&s, &t, "foo", 0, 60_000, 1000, &past);
         assert_eq!(
             r.map(|_| ()).map_err(|e| e.to_string()),
             Err("query timed out in query execution".into())

@@ -25,9 +25,11 @@ pub struct QueryConfig {
     /// How far back an instant selector looks for a sample (default `"5m"`).
     #[serde(with = "humantime_serde_compat")]
     pub lookback_delta: Duration,
-    /// Most samples one query may hold in memory (default 50,000,000).
+    /// Most samples one query may hold in memory (default 50,000,000). A split range query
+    /// checks it per piece and again over its joined answer.
     pub max_samples: usize,
-    /// Longest a query may run (default `"2m"`).
+    /// Longest a query may run (default `"2m"`); a split range query's pieces share one
+    /// deadline, counted from the query's start.
     #[serde(with = "humantime_serde_compat")]
     pub timeout: Duration,
     /// Most samples one `SAMPLES` remote read answer may hold (default 50,000,000, as

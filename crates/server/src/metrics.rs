@@ -111,6 +111,9 @@ pub struct Metrics {
     /// `promlake_query_cache_invalidations_total{tenant}`: cached extents dropped because a
     /// write touched their range.
     pub query_cache_invalidations: Family<TenantLabels, Counter>,
+    /// `promlake_query_cache_evictions_total`: intervals evicted to stay within
+    /// `results_cache_max_bytes`.
+    pub query_cache_evictions: Counter,
     /// `promlake_query_cache_entries` and `promlake_query_cache_bytes`: held, at scrape.
     pub query_cache_entries: Gauge,
     pub query_cache_bytes: Gauge,
@@ -268,6 +271,12 @@ impl Metrics {
             "Cached extents dropped because a write touched their range",
             query_cache_invalidations.clone(),
         );
+        let query_cache_evictions = Counter::default();
+        registry.register(
+            "query_cache_evictions",
+            "Intervals evicted from the results cache to stay within its size",
+            query_cache_evictions.clone(),
+        );
         let query_cache_entries = Gauge::default();
         registry.register(
             "query_cache_entries",
@@ -327,6 +336,7 @@ impl Metrics {
             query_cache_hit_steps,
             query_cache_miss_steps,
             query_cache_invalidations,
+            query_cache_evictions,
             query_cache_entries,
             query_cache_bytes,
         }

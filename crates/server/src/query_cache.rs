@@ -20,9 +20,18 @@
 //! - an extent keeps the warnings and infos raised computing it; an answer using any part of
 //!   it carries them all (they are nearly always per series, not per step, so this matches
 //!   the unsplit query; a message from a step outside the part used can appear extra);
-//! - engine options (lookback delta, ...) are fixed for the process, so they need no key.
+//! - engine options (lookback delta, ...) are fixed for the process, so they need no key;
+//! - extents are held encoded ([`Encoded`]: the JSON items the response prints), so a cached
+//!   piece of an answer is a byte range, copied as is: the joined answer prints byte for byte
+//!   as the unsplit one (tested here and in `crates/cli/tests/it/cache.rs`).
+//!
+//! Limits: the pieces of one query share one deadline (`timeout` from the query's start);
+//! `max_samples` bounds each piece and the joined answer.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+
+/// Maps keyed by label sets (hashed for every series of every refresh): foldhash, not SipHash.
+type Hasher = foldhash::fast::RandomState;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -102,50 +111,294 @@ pub fn split(start: i64, end: i64, step: i64, interval: i64) -> Vec<(i64, i64, i
     out
 }
 
+/// Items of one JSON list (a series' `values` or `histograms`), encoded once and kept with the
+/// time of each, so any run of them is one slice of bytes.
+///
+/// Invariant: `bytes` is the items joined by commas, exactly as the response writers
+/// (`http::query::write_point`, `write_histogram_point`) print them; `at[i]` is where item
+/// `i` starts; `ts` is increasing. Offsets are `u32`: an extent over `u32::MAX` bytes is not
+/// stored (see [`Extent::encode`]).
+#[derive(Clone, Debug, Default)]
+pub struct Encoded {
+    bytes: Vec<u8>,
+    ts: Vec<i64>,
+    at: Vec<u32>,
+}
+
+impl Encoded {
+    fn push(&mut self, t: i64, write: impl FnOnce(&mut Vec<u8>)) {
+        if !self.ts.is_empty() {
+            self.bytes.push(b',');
+        }
+        self.at.push(self.bytes.len() as u32);
+        self.ts.push(t);
+        write(&mut self.bytes);
+    }
+
+    /// The items at times `[from, to]`.
+    fn range(&self, from: i64, to: i64) -> std::ops::Range<usize> {
+        self.ts.partition_point(|&t| t < from)..self.ts.partition_point(|&t| t <= to)
+    }
+
+    /// Items `r` as they go into a list (commas between, none around).
+    pub fn slice(&self, r: std::ops::Range<usize>) -> &[u8] {
+        if r.is_empty() {
+            return &[];
+        }
+        let end = match self.at.get(r.end) {
+            Some(&next) => next as usize - 1,
+            None => self.bytes.len(),
+        };
+        &self.bytes[self.at[r.start] as usize..end]
+    }
+
+    /// Appends items `r` of `other` (all later than ours).
+    fn extend(&mut self, other: &Encoded, r: std::ops::Range<usize>) {
+        if r.is_empty() {
+            return;
+        }
+        if !self.ts.is_empty() {
+            self.bytes.push(b',');
+        }
+        let base = self.bytes.len() as i64 - other.at[r.start] as i64;
+        self.bytes.extend_from_slice(other.slice(r.clone()));
+        self.ts.extend_from_slice(&other.ts[r.clone()]);
+        self.at.extend(other.at[r].iter().map(|&a| (a as i64 + base) as u32));
+    }
+
+    fn len(&self) -> usize {
+        self.ts.len()
+    }
+
+    fn heap_bytes(&self) -> usize {
+        self.bytes.len() + self.ts.len() * 8 + self.at.len() * 4
+    }
+}
+
+/// One series of a cached extent, its points encoded as the response prints them.
+#[derive(Clone, Debug)]
+pub struct EncodedSeries {
+    pub labels: Labels,
+    pub values: Encoded,
+    pub histograms: Encoded,
+}
+
+impl EncodedSeries {
+    fn encode(s: &Series, upto: i64) -> EncodedSeries {
+        let mut e = EncodedSeries {
+            labels: s.labels.clone(),
+            values: Encoded::default(),
+            histograms: Encoded::default(),
+        };
+        for p in s.points.iter().take_while(|p| p.t <= upto) {
+            e.values.push(p.t, |out| crate::http::query::write_point(out, p.t, p.v));
+        }
+        for h in s.histograms.iter().take_while(|h| h.t <= upto) {
+            e.histograms.push(h.t, |out| crate::http::query::write_histogram_point(out, h));
+        }
+        e
+    }
+
+    /// Our items before `t`, then all of `later`'s.
+    fn joined(&self, t: i64, later: Option<&EncodedSeries>) -> EncodedSeries {
+        let room = |a: &Encoded, b: Option<&Encoded>| Encoded {
+            bytes: Vec::with_capacity(a.bytes.len() + b.map_or(0, |b| b.bytes.len() + 1)),
+            ts: Vec::with_capacity(a.len() + b.map_or(0, Encoded::len)),
+            at: Vec::with_capacity(a.len() + b.map_or(0, Encoded::len)),
+        };
+        let mut e = EncodedSeries {
+            labels: self.labels.clone(),
+            values: room(&self.values, later.map(|l| &l.values)),
+            histograms: room(&self.histograms, later.map(|l| &l.histograms)),
+        };
+        e.values.extend(&self.values, self.values.range(i64::MIN, t - 1));
+        e.histograms.extend(&self.histograms, self.histograms.range(i64::MIN, t - 1));
+        if let Some(l) = later {
+            e.values.extend(&l.values, 0..l.values.len());
+            e.histograms.extend(&l.histograms, 0..l.histograms.len());
+        }
+        e
+    }
+
+    fn is_empty(&self) -> bool {
+        self.values.len() == 0 && self.histograms.len() == 0
+    }
+
+    fn bytes(&self) -> usize {
+        48 + self.labels.iter().map(|l| l.name.len() + l.value.len() + 32).sum::<usize>()
+            + self.values.heap_bytes()
+            + self.histograms.heap_bytes()
+    }
+}
+
 /// Computed steps `[start, end]` of one interval, and the change generation taken before.
+/// The series are kept encoded: a refresh copies their bytes into the response instead of
+/// slicing, cloning and formatting hundreds of points per series again.
 #[derive(Clone, Debug)]
 pub struct Extent {
     pub start: i64,
     pub end: i64,
     pub generation: u64,
-    pub series: Arc<Vec<Series>>,
+    pub series: Arc<Vec<Arc<EncodedSeries>>>,
     pub annotations: Annotations,
+    /// Approximate bytes held, for the cache's weigher.
+    bytes: usize,
 }
 
 impl Extent {
-    /// Approximate bytes held (labels, points, histograms), for the cache's weigher.
-    fn bytes(&self) -> usize {
-        let a = &self.annotations;
-        let mut n = 64 + a.warnings.iter().chain(&a.infos).map(|m| m.len() + 24).sum::<usize>();
-        for s in self.series.iter() {
-            n += 48 + s.labels.iter().map(|l| l.name.len() + l.value.len() + 32).sum::<usize>();
-            n += s.points.len() * 16;
-            for h in &s.histograms {
-                n += 96
-                    + (h.h.positive_buckets.len() + h.h.negative_buckets.len()) * 8
-                    + (h.h.positive_spans.len() + h.h.negative_spans.len()) * 8;
+    /// The steps `[start, end]` of computed `series`; `None` when too large to hold.
+    fn encode(
+        start: i64,
+        end: i64,
+        generation: u64,
+        series: &[Series],
+        annotations: Annotations,
+    ) -> Option<Extent> {
+        let series: Vec<Arc<EncodedSeries>> = series
+            .iter()
+            .map(|s| EncodedSeries::encode(s, end))
+            .filter(|e| !e.is_empty())
+            .map(Arc::new)
+            .collect();
+        Extent::new(start, end, generation, series, annotations)
+    }
+
+    fn new(
+        start: i64,
+        end: i64,
+        generation: u64,
+        series: Vec<Arc<EncodedSeries>>,
+        annotations: Annotations,
+    ) -> Option<Extent> {
+        let a = &annotations;
+        let mut bytes = 64 + a.warnings.iter().chain(&a.infos).map(|m| m.len() + 24).sum::<usize>();
+        for s in &series {
+            // u32 offsets inside each list.
+            if s.values.bytes.len() > u32::MAX as usize / 2
+                || s.histograms.bytes.len() > u32::MAX as usize / 2
+            {
+                return None;
             }
+            bytes += s.bytes();
         }
-        n
+        Some(Extent { start, end, generation, series: Arc::new(series), annotations, bytes })
     }
 }
 
-/// The steps `[from, to]` of `series` (series without any are left out).
-pub fn slice(series: &[Series], from: i64, to: i64) -> Vec<Series> {
-    series
-        .iter()
-        .filter_map(|s| {
-            let p = &s.points;
-            let (a, b) = (p.partition_point(|x| x.t < from), p.partition_point(|x| x.t <= to));
-            let h = &s.histograms;
-            let (c, d) = (h.partition_point(|x| x.t < from), h.partition_point(|x| x.t <= to));
-            (a < b || c < d).then(|| Series {
-                labels: s.labels.clone(),
-                points: p[a..b].to_vec(),
-                histograms: h[c..d].to_vec(),
+/// One series of a joined answer: its parts in time order.
+pub struct JoinedSeries {
+    pub labels: Labels,
+    pub parts: Vec<Part>,
+}
+
+/// Part of a series' steps: a run of a cached extent's encoded items, or computed points.
+pub enum Part {
+    Encoded {
+        series: Arc<EncodedSeries>,
+        values: std::ops::Range<usize>,
+        histograms: std::ops::Range<usize>,
+    },
+    Computed(Series),
+}
+
+impl JoinedSeries {
+    /// About the bytes `write` prints (exact for the cached parts), to size the buffer once.
+    pub fn size_hint(&self) -> usize {
+        let parts: usize = self
+            .parts
+            .iter()
+            .map(|p| match p {
+                Part::Encoded { series, values, histograms } => {
+                    series.values.slice(values.clone()).len()
+                        + series.histograms.slice(histograms.clone()).len()
+                        + 2
+                }
+                Part::Computed(s) => s.points.len() * 24 + s.histograms.len() * 64,
             })
-        })
-        .collect()
+            .sum();
+        let labels: usize = self.labels.iter().map(|l| l.name.len() + l.value.len() + 6).sum();
+        parts + labels + 48
+    }
+
+    /// The series as one element of the response's `result` list (see `write_series`).
+    pub fn write(&self, out: &mut Vec<u8>) {
+        use crate::http::query::{write_histogram_point, write_point, write_series};
+        let has_h = self.parts.iter().any(|p| match p {
+            Part::Encoded { histograms, .. } => !histograms.is_empty(),
+            Part::Computed(s) => !s.histograms.is_empty(),
+        });
+        let has_v = self.parts.iter().any(|p| match p {
+            Part::Encoded { values, .. } => !values.is_empty(),
+            Part::Computed(s) => !s.points.is_empty(),
+        });
+        write_series(
+            out,
+            &self.labels,
+            has_h,
+            |out| {
+                let mut first = true;
+                for p in &self.parts {
+                    match p {
+                        Part::Encoded { series, histograms, .. } if !histograms.is_empty() => {
+                            if !first {
+                                out.push(b',');
+                            }
+                            out.extend_from_slice(series.histograms.slice(histograms.clone()));
+                            first = false;
+                        }
+                        Part::Encoded { .. } => {}
+                        Part::Computed(s) => {
+                            for h in &s.histograms {
+                                if !first {
+                                    out.push(b',');
+                                }
+                                write_histogram_point(out, h);
+                                first = false;
+                            }
+                        }
+                    }
+                }
+            },
+            has_v,
+            |out| {
+                let mut first = true;
+                for p in &self.parts {
+                    match p {
+                        Part::Encoded { series, values, .. } if !values.is_empty() => {
+                            if !first {
+                                out.push(b',');
+                            }
+                            out.extend_from_slice(series.values.slice(values.clone()));
+                            first = false;
+                        }
+                        Part::Encoded { .. } => {}
+                        Part::Computed(s) => {
+                            for p in &s.points {
+                                if !first {
+                                    out.push(b',');
+                                }
+                                write_point(out, p.t, p.v);
+                                first = false;
+                            }
+                        }
+                    }
+                }
+            },
+        );
+    }
+}
+
+/// A range query answer joined from pieces, series sorted by labels.
+pub struct Joined {
+    pub series: Vec<JoinedSeries>,
+    pub annotations: Annotations,
+}
+
+/// The answer of [`QueryCache::range_query`].
+pub enum Answer {
+    /// Evaluated whole (not split).
+    Result(QueryResult),
+    Joined(Joined),
 }
 
 /// Part of a requested interval: answered from a cached extent, or to be computed.
@@ -182,44 +435,49 @@ pub fn plan(extents: &[Extent], from: i64, to: i64, step: i64) -> Vec<Piece> {
 
 /// `extents` with `new` added: sorted, and overlapping or adjacent extents joined into one
 /// (with the generation `new` carries, which the caller took before validating the others).
-pub fn merge(mut extents: Vec<Extent>, new: Extent, step: i64) -> Vec<Extent> {
+/// `None` when a joined extent would be too large to hold.
+pub fn merge(mut extents: Vec<Extent>, new: Extent, step: i64) -> Option<Vec<Extent>> {
     extents.push(new);
     extents.sort_by_key(|e| e.start);
     let mut out: Vec<Extent> = Vec::with_capacity(extents.len());
     for e in extents {
         match out.last_mut() {
             Some(last) if e.start <= last.end.saturating_add(step) => {
-                if e.end > last.end {
-                    let mut joined = slice(&last.series, last.start, e.start - step);
-                    join(&mut joined, &e.series);
-                    last.series = Arc::new(joined);
-                    last.end = e.end;
-                }
-                last.generation = last.generation.max(e.generation);
-                merge_annotations(&mut last.annotations, e.annotations);
+                let generation = last.generation.max(e.generation);
+                let mut annotations = last.annotations.clone();
+                merge_annotations(&mut annotations, e.annotations);
+                let series = if e.end > last.end {
+                    join(&last.series, e.start, &e.series)
+                } else {
+                    last.series.to_vec()
+                };
+                let end = last.end.max(e.end);
+                *last = Extent::new(last.start, end, generation, series, annotations)?;
             }
             _ => out.push(e),
         }
     }
-    out
+    Some(out)
 }
 
-/// Appends `later`'s points (all after `into`'s) to the series of the same labels.
-fn join(into: &mut Vec<Series>, later: &[Series]) {
-    let mut index: HashMap<Labels, usize> =
-        into.iter().enumerate().map(|(i, s)| (s.labels.clone(), i)).collect();
-    for s in later {
-        match index.get(&s.labels) {
-            Some(&i) => {
-                into[i].points.extend_from_slice(&s.points);
-                into[i].histograms.extend_from_slice(&s.histograms);
-            }
-            None => {
-                index.insert(s.labels.clone(), into.len());
-                into.push(s.clone());
-            }
-        }
-    }
+/// `earlier`'s items before `t` followed by `later`'s, per series (labels order of `earlier`,
+/// then series only `later` has).
+fn join(
+    earlier: &[Arc<EncodedSeries>],
+    t: i64,
+    later: &[Arc<EncodedSeries>],
+) -> Vec<Arc<EncodedSeries>> {
+    let index: HashMap<&Labels, &EncodedSeries, Hasher> =
+        later.iter().map(|s| (&s.labels, &**s)).collect();
+    let mut out: Vec<Arc<EncodedSeries>> = earlier
+        .iter()
+        .map(|s| s.joined(t, index.get(&s.labels).copied()))
+        .filter(|s| !s.is_empty())
+        .map(Arc::new)
+        .collect();
+    let known: HashSet<&Labels, Hasher> = earlier.iter().map(|s| &s.labels).collect();
+    out.extend(later.iter().filter(|s| !known.contains(&s.labels)).cloned());
+    out
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -230,6 +488,46 @@ struct Key {
     /// `start mod step`: queries on another grid have other steps.
     phase: i64,
     bucket: i64,
+}
+
+/// The series of an answer being joined, in time order per series.
+#[derive(Default)]
+struct Join {
+    series: Vec<JoinedSeries>,
+    index: HashMap<Labels, usize, Hasher>,
+    /// Points and histogram points held.
+    points: usize,
+}
+
+impl Join {
+    fn part(&mut self, labels: &Labels, part: Part) {
+        self.points += match &part {
+            Part::Encoded { values, histograms, .. } => values.len() + histograms.len(),
+            Part::Computed(s) => s.points.len() + s.histograms.len(),
+        };
+        match self.index.get(labels) {
+            Some(&i) => self.series[i].parts.push(part),
+            None => {
+                self.index.insert(labels.clone(), self.series.len());
+                self.series.push(JoinedSeries { labels: labels.clone(), parts: vec![part] });
+            }
+        }
+    }
+
+    /// The steps `[from, to]` of cached series (series without any are left out).
+    fn cached(&mut self, series: &[Arc<EncodedSeries>], from: i64, to: i64) {
+        for s in series {
+            let (values, histograms) = (s.values.range(from, to), s.histograms.range(from, to));
+            if !values.is_empty() || !histograms.is_empty() {
+                self.part(&s.labels, Part::Encoded { series: s.clone(), values, histograms });
+            }
+        }
+    }
+
+    fn computed(&mut self, s: Series) {
+        let labels = s.labels.clone();
+        self.part(&labels, Part::Computed(s));
+    }
 }
 
 /// Settings of splitting and caching (from `[query]`).
@@ -278,12 +576,22 @@ pub struct RangeQuery<'a> {
 }
 
 impl QueryCache {
-    pub fn new(settings: Settings, engine: &Engine) -> QueryCache {
+    /// `evictions` counts intervals evicted for size.
+    pub fn new(
+        settings: Settings,
+        engine: &Engine,
+        evictions: prometheus_client::metrics::counter::Counter,
+    ) -> QueryCache {
         let cache = (settings.max_bytes > 0 && settings.split_interval_ms > 0).then(|| {
             Cache::builder()
                 .max_capacity(settings.max_bytes)
+                .eviction_listener(move |_k, _v, cause| {
+                    if cause == moka::notification::RemovalCause::Size {
+                        evictions.inc();
+                    }
+                })
                 .weigher(|_k: &Key, v: &Arc<Vec<Extent>>| {
-                    let n: usize = v.iter().map(Extent::bytes).sum();
+                    let n: usize = v.iter().map(|e| e.bytes).sum();
                     u32::try_from(n).unwrap_or(u32::MAX)
                 })
                 .build()
@@ -312,9 +620,12 @@ impl QueryCache {
         q: &RangeQuery<'_>,
         cancel: &Cancel,
         metrics: &Metrics,
-    ) -> Result<QueryResult, promql::Error> {
-        let whole =
-            || engine.range_query_with(db, q.tenant, q.query, q.start, q.end, q.step, cancel);
+    ) -> Result<Answer, promql::Error> {
+        let whole = || {
+            engine
+                .range_query_with(db, q.tenant, q.query, q.start, q.end, q.step, cancel)
+                .map(Answer::Result)
+        };
         if self.settings.split_interval_ms <= 0 || q.step <= 0 || q.end < q.start {
             return whole();
         }
@@ -329,6 +640,11 @@ impl QueryCache {
         if mode == Mode::Whole {
             return whole();
         }
+        // The timeout bounds the whole query, not each piece.
+        let cancel = &match engine.options().timeout {
+            Some(d) => cancel.until(std::time::Instant::now() + d),
+            None => cancel.clone(),
+        };
         let per = self.settings.split_interval_ms.saturating_add(q.step - 1) / q.step;
         let interval = per.max(1).saturating_mul(q.step);
         let parts = split(q.start, q.end, q.step, interval);
@@ -383,7 +699,7 @@ impl QueryCache {
         let mut computed = self.compute(engine, db, q, &todo, cancel)?.into_iter();
         // Join in time order; store what is complete.
         let cutoff = q.now.saturating_sub(self.settings.freshness_ms);
-        let mut out: Vec<Series> = Vec::new();
+        let mut out = Join::default();
         let mut annotations = Annotations::default();
         for ((extents, pieces), &(bucket, ..)) in plans.into_iter().zip(&parts) {
             let mut fresh: Vec<Extent> = Vec::new();
@@ -396,7 +712,7 @@ impl QueryCache {
                             metrics.query_cache_hit_steps.get_or_create(&tl).inc_by(steps as u64);
                         }
                         let e = &extents[*extent];
-                        join(&mut out, &slice(&e.series, *from, *to));
+                        out.cached(&e.series, *from, *to);
                         merge_annotations(&mut annotations, e.annotations.clone());
                     }
                     Piece::Compute { from, to } => {
@@ -423,40 +739,59 @@ impl QueryCache {
                         } else {
                             from + (cutoff - from).div_euclid(q.step) * q.step
                         };
-                        if cache.is_some() && last >= *from {
-                            let kept = if last == *to {
-                                series.clone()
-                            } else {
-                                slice(&series, *from, last)
-                            };
-                            fresh.push(Extent {
-                                start: *from,
-                                end: last,
-                                generation,
-                                series: Arc::new(kept),
-                                annotations: raised,
-                            });
+                        let stored = if cache.is_some() && last >= *from {
+                            Extent::encode(*from, last, generation, &series, raised)
+                        } else {
+                            None
+                        };
+                        match stored {
+                            Some(e) => {
+                                // The stored steps from their encoding, the rest as computed.
+                                out.cached(&e.series, *from, last);
+                                for mut s in series {
+                                    let p = s.points.partition_point(|x| x.t <= last);
+                                    let h = s.histograms.partition_point(|x| x.t <= last);
+                                    if p < s.points.len() || h < s.histograms.len() {
+                                        s.points.drain(..p);
+                                        s.histograms.drain(..h);
+                                        out.computed(s);
+                                    }
+                                }
+                                fresh.push(e);
+                            }
+                            None => series.into_iter().for_each(|s| out.computed(s)),
                         }
-                        join(&mut out, &series);
                     }
                 }
             }
             if let Some(c) = cache
                 && !fresh.is_empty()
             {
-                let mut all = extents;
+                let mut all = Some(extents);
                 for e in fresh {
-                    all = merge(all, e, q.step);
+                    all = all.and_then(|all| merge(all, e, q.step));
                 }
-                for e in &mut all {
-                    // Validated above after `generation` was taken: as good as computed then.
-                    e.generation = e.generation.max(generation);
+                match all {
+                    Some(mut all) => {
+                        for e in &mut all {
+                            // Validated above after `generation` was taken: as good as
+                            // computed then.
+                            e.generation = e.generation.max(generation);
+                        }
+                        c.insert(key(bucket), Arc::new(all));
+                    }
+                    None => c.invalidate(&key(bucket)),
                 }
-                c.insert(key(bucket), Arc::new(all));
             }
         }
-        out.sort_by(|a, b| a.labels.cmp(&b.labels));
-        Ok(QueryResult { value: Value::Matrix(out), annotations })
+        // Each piece was bounded by `max_samples`; the joined answer is too (the unsplit
+        // query holds at least its answer, so it would have failed as well).
+        if out.points > engine.options().max_samples {
+            return Err(promql::Error::TooManySamples("query execution"));
+        }
+        let mut series = out.series;
+        series.sort_by(|a, b| a.labels.cmp(&b.labels));
+        Ok(Answer::Joined(Joined { series, annotations }))
     }
 
     /// Evaluates the pieces, side by side when there are several, in order.
@@ -583,8 +918,7 @@ mod tests {
 
     fn extent(start: i64, end: i64, generation: u64) -> Extent {
         let ts: Vec<i64> = (start..=end).step_by(S as usize).collect();
-        let series = Arc::new(vec![series("a", &ts)]);
-        Extent { start, end, generation, series, annotations: Annotations::default() }
+        Extent::encode(start, end, generation, &[series("a", &ts)], Annotations::default()).unwrap()
     }
 
     #[test]
@@ -620,14 +954,17 @@ mod tests {
     #[test]
     fn merges_overlapping_and_adjacent_extents() {
         let check = |old: Vec<Extent>, new: Extent, want: &[(i64, i64, u64)]| {
-            let got = merge(old, new, S);
+            let got = merge(old, new, S).unwrap();
             let spans: Vec<(i64, i64, u64)> =
                 got.iter().map(|e| (e.start, e.end, e.generation)).collect();
             assert_eq!(spans, want);
-            // Each extent holds exactly its steps, once, in order.
+            // Each extent holds exactly its steps, once, in order, encoded as computed whole.
             for e in &got {
-                let ts: Vec<i64> = e.series[0].points.iter().map(|p| p.t).collect();
-                assert_eq!(ts, (e.start..=e.end).step_by(S as usize).collect::<Vec<_>>());
+                let ts: Vec<i64> = (e.start..=e.end).step_by(S as usize).collect();
+                assert_eq!(e.series[0].values.ts, ts);
+                let whole = extent(e.start, e.end, 0);
+                assert_eq!(e.series[0].values.bytes, whole.series[0].values.bytes);
+                assert_eq!(e.series[0].values.at, whole.series[0].values.at);
             }
         };
         check(vec![], extent(0, 3 * S, 1), &[(0, 3 * S, 1)]);
@@ -646,12 +983,91 @@ mod tests {
         );
     }
 
+    /// A matrix answered from encoded extents (sliced anywhere, joined with computed points)
+    /// prints byte for byte as the same matrix computed whole.
     #[test]
-    fn slices_keep_only_series_with_steps_inside() {
-        let s = vec![series("a", &[0, S, 2 * S]), series("b", &[5 * S])];
-        let got = slice(&s, S, 3 * S);
-        assert_eq!(got.len(), 1);
-        assert_eq!(got[0].points.iter().map(|p| p.t).collect::<Vec<_>>(), vec![S, 2 * S]);
+    fn joined_encoded_pieces_print_as_the_whole_matrix() {
+        use model::FloatHistogram;
+        use promql::HistogramPoint;
+        let mut a = series("a", &(0..20).map(|i| i * S).collect::<Vec<_>>());
+        a.points[3].v = f64::NAN;
+        a.points[4].v = f64::NEG_INFINITY;
+        a.points[5] = Point { t: 5 * S + 250, v: 1e21 };
+        a.points[6].v = -0.0;
+        let h = Arc::new(FloatHistogram { count: 3.0, sum: 1.5, ..Default::default() });
+        a.histograms =
+            (0..20).step_by(3).map(|i| HistogramPoint { t: i * S + 1, h: h.clone() }).collect();
+        // Only some steps, only histograms, and labels needing escapes.
+        let b = series("b\"\\\n", &[2 * S, 9 * S, 17 * S]);
+        let c = Series {
+            labels: Labels::from_pairs([("__name__", "c"), ("x", "é")]).unwrap(),
+            points: vec![],
+            histograms: vec![HistogramPoint { t: 11 * S, h }],
+        };
+        let all = vec![a, b, c];
+        let print = |series: &[JoinedSeries]| {
+            let mut out = Vec::new();
+            for s in series {
+                s.write(&mut out);
+                out.push(b'\n');
+            }
+            String::from_utf8(out).unwrap()
+        };
+        let whole = {
+            let mut j = Join::default();
+            all.iter().for_each(|s| j.computed(s.clone()));
+            print(&j.series)
+        };
+        let check = |cuts: &[i64], encoded: &[bool]| {
+            // Pieces [cuts[i], cuts[i+1] - 1], each from an extent or computed.
+            let mut j = Join::default();
+            for (i, w) in cuts.windows(2).enumerate() {
+                let (from, to) = (w[0], w[1] - 1);
+                if encoded[i] {
+                    let e = Extent::encode(0, to, 1, &all, Annotations::default()).unwrap();
+                    j.cached(&e.series, from, to);
+                } else {
+                    for s in &all {
+                        let mut s = s.clone();
+                        s.points.retain(|p| p.t >= from && p.t <= to);
+                        s.histograms.retain(|p| p.t >= from && p.t <= to);
+                        if !s.points.is_empty() || !s.histograms.is_empty() {
+                            j.computed(s);
+                        }
+                    }
+                }
+            }
+            j.series.sort_by(|a, b| a.labels.cmp(&b.labels));
+            assert_eq!(print(&j.series), whole, "cuts {cuts:?}, encoded {encoded:?}");
+        };
+        let end = 20 * S;
+        check(&[0, end], &[true]);
+        check(&[0, 5 * S + 250, end], &[true, false]);
+        check(&[0, 5 * S + 251, end], &[false, true]);
+        check(&[0, 3 * S, 11 * S, 12 * S, end], &[true, false, true, true]);
+        check(&[0, S, 2 * S, 17 * S, end], &[false, true, true, false]);
+    }
+
+    #[test]
+    fn encoded_items_slice_and_extend_on_item_boundaries() {
+        let mut e = Encoded::default();
+        for t in [10, 20, 30, 40] {
+            e.push(t, |out| out.extend_from_slice(format!("[{t}]").as_bytes()));
+        }
+        let check = |e: &Encoded, from, to, want: &str| {
+            assert_eq!(String::from_utf8_lossy(e.slice(e.range(from, to))), want, "[{from}, {to}]");
+        };
+        check(&e, 0, 100, "[10],[20],[30],[40]");
+        check(&e, 11, 30, "[20],[30]");
+        check(&e, 40, 40, "[40]");
+        check(&e, 41, 50, "");
+        check(&e, 12, 18, "");
+        let mut f = Encoded::default();
+        f.extend(&e, e.range(20, 30));
+        f.extend(&e, e.range(40, 40));
+        check(&f, 0, 100, "[20],[30],[40]");
+        check(&f, 25, 40, "[30],[40]");
+        assert_eq!(f.ts, vec![20, 30, 40]);
     }
 
     #[test]

@@ -848,6 +848,11 @@ impl TenantDb {
             tracing::info!(tenant = %self.tenant, block = %b.meta.ulid, "block deleted by retention");
         }
         self.stats.blocks_deleted_by_retention.fetch_add(old.len() as u64, Ordering::Relaxed);
+        // The data is gone from `select` now: results caches must drop what they computed
+        // from it (a deletion, recorded from its oldest time like a late write).
+        if let Some(min_t) = old.iter().map(|b| b.meta.min_time).min() {
+            self.changes.record(min_t);
+        }
         Ok(old.len())
     }
 }

@@ -357,9 +357,24 @@ mod refresh {
             eprintln!("refresh {i}/{} done", args.refreshes);
         }
         let after = read(&client)?;
+        // What the cache holds at the end, and what it had to evict to stay within its size.
+        let held_bytes = counter(&client, &cached.url, "promlake_query_cache_bytes")?;
+        let evictions = counter(&client, &cached.url, "promlake_query_cache_evictions_total")?;
         let d: Vec<f64> = after.iter().zip(&before).map(|(a, b)| a - b).collect();
         let step_ratio = d[2] / (d[2] + d[3]).max(1.0);
         let extent_ratio = d[0] / (d[0] + d[1]).max(1.0);
+        // Per query (the p95 over all is set by the slowest few): p50 with and without.
+        let per_query: Vec<(String, f64, f64)> = QUERIES
+            .iter()
+            .enumerate()
+            .map(|(i, q)| {
+                let of = |v: &[f64]| -> Vec<f64> {
+                    v.iter().skip(i).step_by(QUERIES.len()).copied().collect()
+                };
+                let (mut c, mut u) = (of(&with_cache), of(&without));
+                (q.to_string(), pct(&mut c, 0.5), pct(&mut u, 0.5))
+            })
+            .collect();
         let (mut c, mut u) = (with_cache.clone(), without.clone());
         let (c95, u95) = (pct(&mut c, 0.95), pct(&mut u, 0.95));
         let (c50, u50) = (pct(&mut with_cache, 0.5), pct(&mut without, 0.5));
@@ -386,12 +401,20 @@ mod refresh {
             "refresh latency with cache: p50 {c50:.1} ms, p95 {c95:.1} ms; without: p50 {u50:.1} ms, p95 {u95:.1} ms; p95 ratio {:.3}",
             c95 / u95
         );
+        println!(
+            "results cache: {:.1} MiB held at the end, {evictions} intervals evicted",
+            held_bytes / 1048576.0
+        );
+        for (q, c, u) in &per_query {
+            println!("  p50 {c:>8.1} ms cached, {u:>8.1} ms uncached: {q}");
+        }
         if let Some(p) = &args.json {
             let j = serde_json::json!({
+                "per_query_p50_ms_cached_uncached": per_query,
                 "series": args.series, "range": args.range, "step_s": args.step,
                 "refreshes": args.refreshes, "refresh_every_s": args.refresh_every,
                 "hit_ratio_steps": step_ratio, "hit_ratio_extents": extent_ratio,
-                "invalidations": d[4],
+                "invalidations": d[4], "cache_bytes_held": held_bytes, "cache_evictions": evictions,
                 "cached_p50_ms": c50, "cached_p95_ms": c95,
                 "uncached_p50_ms": u50, "uncached_p95_ms": u95,
             });

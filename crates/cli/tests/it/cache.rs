@@ -11,9 +11,14 @@ const MIN: i64 = 60_000;
 
 /// A server splitting at `split` with the cache on, and its config file's directory.
 fn start(split: &str) -> (Promlake, tempfile::TempDir) {
+    start_with(split, "")
+}
+
+/// `start` with more `[query]` settings.
+fn start_with(split: &str, query: &str) -> (Promlake, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("promlake.toml");
-    std::fs::write(&cfg, format!("[query]\nsplit_interval = \"{split}\"\n")).unwrap();
+    std::fs::write(&cfg, format!("[query]\nsplit_interval = \"{split}\"\n{query}")).unwrap();
     (Promlake::start(&["--config", cfg.to_str().unwrap()]), dir)
 }
 
@@ -101,6 +106,18 @@ fn write(url: &str, data: &WriteBatch) {
 }
 
 fn range(p: &Promlake, q: &str, start: i64, end: i64, step: &str) -> Value {
+    json(&range_text(p, q, start, end, step, &[]))
+}
+
+/// The response body as sent (cached answers must be byte-identical, not only equal JSON).
+fn range_text(
+    p: &Promlake,
+    q: &str,
+    start: i64,
+    end: i64,
+    step: &str,
+    extra: &[(&str, &str)],
+) -> String {
     let r = client()
         .get(format!("{}/api/v1/query_range", p.url))
         .query(&[
@@ -109,10 +126,11 @@ fn range(p: &Promlake, q: &str, start: i64, end: i64, step: &str) -> Value {
             ("end", &(end as f64 / 1000.0).to_string()),
             ("step", step),
         ])
+        .query(extra)
         .send()
         .unwrap();
     let code = r.status().as_u16();
-    let body = json(&r.text().unwrap());
+    let body = r.text().unwrap();
     assert_eq!(code, 200, "{q}: {body}");
     body
 }
@@ -169,12 +187,17 @@ fn split_and_cached_results_equal_unsplit_ones() {
     for q in queries {
         let mut points = 0;
         for &(s, e, step) in &ranges {
-            let want = range(&whole, q, s, e, step);
-            points += want["data"]["result"].as_array().unwrap().len();
-            let first = range(&split, q, s, e, step);
+            let want = range_text(&whole, q, s, e, step, &[]);
+            points += json(&want)["data"]["result"].as_array().unwrap().len();
+            let first = range_text(&split, q, s, e, step, &[]);
             assert_eq!(first, want, "{q} [{s}, {e}] step {step}: split");
-            let again = range(&split, q, s, e, step);
+            let again = range_text(&split, q, s, e, step, &[]);
             assert_eq!(again, want, "{q} [{s}, {e}] step {step}: from the cache");
+            // A range overlapping the cached one on both sides: cached and computed pieces
+            // joined within one interval.
+            let (s2, e2) = (s - 11 * MIN, e + 3 * MIN);
+            let want = range_text(&whole, q, s2, e2, step, &[]);
+            assert_eq!(range_text(&split, q, s2, e2, step, &[]), want, "{q} [{s2}, {e2}]");
         }
         assert!(points > 0, "{q} has data");
     }
@@ -200,8 +223,19 @@ fn a_dashboard_refresh_is_answered_mostly_from_the_cache() {
         (counter(&split, HITS), counter(&split, HIT_STEPS), counter(&split, MISS_STEPS));
     for refresh in 1..=3 {
         let (s, e) = (s0 + refresh * 30_000, e0 + refresh * 30_000);
-        assert_eq!(range(&split, q, s, e, "15"), range(&whole, q, s, e, "15"), "refresh {refresh}");
+        let want = range_text(&whole, q, s, e, "15", &[]);
+        assert_eq!(range_text(&split, q, s, e, "15", &[]), want, "refresh {refresh}");
     }
+    // stats=all: the same result, and the samples read from storage are those of the
+    // computed part only (fewer than the uncached query reads, but some).
+    let (s, e) = (s0 + 4 * 30_000, e0 + 4 * 30_000);
+    let stats = [("stats", "all")];
+    let cached = json(&range_text(&split, q, s, e, "15", &stats));
+    let uncached = json(&range_text(&whole, q, s, e, "15", &stats));
+    assert_eq!(cached["data"]["result"], uncached["data"]["result"]);
+    let samples = |v: &Value| v["data"]["stats"]["samples"]["totalQueryableSamples"].as_f64();
+    let (c, u) = (samples(&cached).unwrap(), samples(&uncached).unwrap());
+    assert!(c > 0.0 && c * 5.0 < u, "samples read: cached {c}, uncached {u}");
     let new_hits = counter(&split, HITS) - hits;
     let new_hit_steps = counter(&split, HIT_STEPS) - hit_steps;
     let new_miss_steps = counter(&split, MISS_STEPS) - miss_steps;
@@ -287,4 +321,43 @@ fn at_modifier_queries_are_neither_split_nor_cached() {
     let want = range(&whole, q, from, end - 10 * MIN, "60");
     assert_eq!(range(&split, q, from, end - 10 * MIN, "60"), want);
     assert_eq!(counter(&split, HITS) + counter(&split, MISSES), before, "nothing looked up");
+}
+
+/// `max_samples` bounds a split query's joined answer, not only each piece: pieces each well
+/// under the limit whose answer together passes it fail as the unsplit query does (422), from
+/// computed pieces and from cached ones alike.
+#[test]
+fn max_samples_bounds_the_joined_answer_of_a_split_query() {
+    let (split, _d1) = start_with("7m", "max_samples = 300\n");
+    let (whole, _d2) = start_with("0s", "max_samples = 300\n");
+    let end = (now_ms() - 2 * 3_600_000) / MIN * MIN;
+    let from = end - 3 * 3_600_000;
+    let data = dataset(from, end);
+    write(&split.url, &data);
+    write(&whole.url, &data);
+    let status = |p: &Promlake, s: i64, e: i64| {
+        let r = client()
+            .get(format!("{}/api/v1/query_range", p.url))
+            .query(&[
+                ("query", "temp"),
+                ("start", &(s as f64 / 1000.0).to_string()),
+                ("end", &(e as f64 / 1000.0).to_string()),
+                ("step", "60"),
+            ])
+            .send()
+            .unwrap();
+        let code = r.status().as_u16();
+        (code, r.text().unwrap())
+    };
+    // 3 series x 21 steps: within the limit either way (and now cached).
+    let short = (from + 60 * MIN, from + 80 * MIN);
+    assert_eq!(status(&split, short.0, short.1).0, 200);
+    assert_eq!(status(&whole, short.0, short.1).0, 200);
+    // 3 series x 181 steps: each 7m piece holds 21 points, the answer 543.
+    let long = (from + 30 * MIN, from + 210 * MIN);
+    for p in [&whole, &split, &split] {
+        let (code, body) = status(p, long.0, long.1);
+        assert_eq!(code, 422, "{body}");
+        assert!(body.contains("query.max_samples"), "{body}");
+    }
 }

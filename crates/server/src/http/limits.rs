@@ -248,11 +248,11 @@ pub fn limit_of(e: &ApiError) -> Option<&'static str> {
 /// Runs one PromQL evaluation under the query limits: waits for a slot (or is refused),
 /// evaluates on a blocking thread over storage wrapped by [`Counted`], records the query
 /// metrics and any limit that stopped it.
-pub async fn run(
+pub async fn run<T: Send + 'static>(
     s: &super::SharedState,
     endpoint: &'static str,
-    eval: impl FnOnce(&Counted<'_>) -> Result<promql::QueryResult, promql::Error> + Send + 'static,
-) -> Result<(promql::QueryResult, QueryStats), ApiError> {
+    eval: impl FnOnce(&Counted<'_>) -> Result<T, promql::Error> + Send + 'static,
+) -> Result<(T, QueryStats), ApiError> {
     let queued = std::time::Instant::now();
     let slot = match s.admission.enter().await {
         Ok(slot) => slot,

@@ -10,7 +10,7 @@ mod limits;
 mod metadata;
 mod parse_query;
 mod push;
-mod query;
+pub(crate) mod query;
 mod read;
 mod remote_read;
 mod status;
@@ -51,14 +51,18 @@ pub struct AppState {
 impl AppState {
     pub fn new(config: Config) -> Self {
         let engine = Arc::new(promql::Engine::new(config.engine_options()));
-        let query_cache =
-            Arc::new(crate::query_cache::QueryCache::new(config.query_cache_settings(), &engine));
+        let metrics = Metrics::new();
+        let query_cache = Arc::new(crate::query_cache::QueryCache::new(
+            config.query_cache_settings(),
+            &engine,
+            metrics.query_cache_evictions.clone(),
+        ));
         AppState {
             config: config.clone(),
             db: OnceLock::new(),
             ready: AtomicBool::new(false),
             open_error: Mutex::new(None),
-            metrics: Metrics::new(),
+            metrics,
             engine,
             admission: limits::Admission::new(&config.query),
             query_cache,

@@ -10,7 +10,7 @@ use serde_json::{Value as Json, json};
 
 use super::{Params, SharedState, parse_time, tenant};
 use crate::error::ApiError;
-use crate::query_cache::RangeQuery;
+use crate::query_cache::{Answer, Joined, RangeQuery};
 
 /// Prometheus' limit on points per series of a range query.
 const MAX_POINTS: i64 = 11_000;
@@ -84,101 +84,178 @@ fn value_json(v: &Value) -> Json {
     }
 }
 
+/// A time as Prometheus' JSON float seconds, written into `out` (see [`format_time`]).
+pub(crate) fn write_time(out: &mut Vec<u8>, t: i64) {
+    use std::io::Write;
+    if t.rem_euclid(1000) == 0 {
+        // Writing into a Vec cannot fail.
+        let _ = write!(out, "{}", t.div_euclid(1000));
+    } else {
+        let _ = serde_json::to_writer(&mut *out, &format_time(t));
+    }
+}
+
+/// One point of a matrix as JSON: `[t,"v"]`, byte for byte as `serde_json` prints the tree.
+pub(crate) fn write_point(out: &mut Vec<u8>, t: i64, v: f64) {
+    use std::io::Write;
+    out.push(b'[');
+    write_time(out, t);
+    out.extend_from_slice(b",\"");
+    if v.is_nan() {
+        out.extend_from_slice(b"NaN");
+    } else if v == f64::INFINITY {
+        out.extend_from_slice(b"+Inf");
+    } else if v == f64::NEG_INFINITY {
+        out.extend_from_slice(b"-Inf");
+    } else {
+        // As `format_value`, without the String.
+        let _ = write!(out, "{v}");
+    }
+    out.extend_from_slice(b"\"]");
+}
+
+/// One native histogram point of a matrix as JSON, as `serde_json` prints the tree.
+pub(crate) fn write_histogram_point(out: &mut Vec<u8>, p: &promql::HistogramPoint) {
+    let _ = serde_json::to_writer(&mut *out, &json!([format_time(p.t), histogram_json(&p.h)]));
+}
+
+/// A JSON string (escaped as `serde_json` does).
+fn write_string(out: &mut Vec<u8>, s: &str) {
+    // Writing a &str into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, s);
+}
+
+/// One series of a matrix: `{"histograms":[..],"metric":{..},"values":[..]}` (keys sorted, as
+/// `serde_json` prints them; a list is left out when it is empty). The lists' items, comma
+/// separated, are written by `histograms` and `values`.
+pub(crate) fn write_series(
+    out: &mut Vec<u8>,
+    labels: &model::Labels,
+    has_histograms: bool,
+    histograms: impl FnOnce(&mut Vec<u8>),
+    has_values: bool,
+    values: impl FnOnce(&mut Vec<u8>),
+) {
+    out.push(b'{');
+    if has_histograms {
+        out.extend_from_slice(b"\"histograms\":[");
+        histograms(out);
+        out.extend_from_slice(b"],");
+    }
+    out.extend_from_slice(b"\"metric\":{");
+    for (j, l) in labels.iter().enumerate() {
+        if j > 0 {
+            out.push(b',');
+        }
+        write_string(out, &l.name);
+        out.push(b':');
+        write_string(out, &l.value);
+    }
+    out.push(b'}');
+    if has_values {
+        out.extend_from_slice(b",\"values\":[");
+        values(out);
+        out.push(b']');
+    }
+    out.push(b'}');
+}
+
+/// What a range query answer holds: an engine result, or a matrix joined from cached
+/// (pre-encoded) and computed pieces.
+enum Body<'a> {
+    Result(&'a promql::QueryResult),
+    Joined(&'a Joined),
+}
+
 /// The response body as `serde_json` would print `respond_tree`, written straight into one
 /// buffer: a range query's matrix (hundreds of thousands of points) is not built as a tree
 /// of small allocations first. Keys in `serde_json`'s (sorted) order; label names are
-/// sorted already (a `Labels` invariant).
+/// sorted already (a `Labels` invariant). A joined answer's cached pieces are copied as the
+/// bytes encoded when they were stored (`query_cache::Encoded`, same writers).
 ///
 /// `stats` goes into `data` (keys stay sorted); past `max` bytes (0: no limit) the encoding
 /// stops, checked after every series, so at most one series is written beyond the limit.
-fn respond_body(
-    res: &promql::QueryResult,
-    stats: Option<&Json>,
-    max: usize,
-) -> Result<Vec<u8>, ApiError> {
+fn respond_body(body: Body<'_>, stats: Option<&Json>, max: usize) -> Result<Vec<u8>, ApiError> {
     let too_large = || super::limits::response_too_large(max);
-    fn string(out: &mut Vec<u8>, s: &str) {
-        // Writing a &str into a Vec cannot fail.
-        let _ = serde_json::to_writer(&mut *out, s);
-    }
     fn json(out: &mut Vec<u8>, j: &Json) {
         let _ = serde_json::to_writer(&mut *out, j);
     }
-    let mut out = Vec::with_capacity(256);
+    let (type_name, annotations) = match body {
+        Body::Result(r) => (r.value.type_name(), &r.annotations),
+        Body::Joined(j) => ("matrix", &j.annotations),
+    };
+    let hint = match body {
+        // A joined answer is mostly cached bytes: one allocation instead of doubling copies.
+        Body::Joined(j) => j.series.iter().map(|s| s.size_hint()).sum::<usize>(),
+        Body::Result(_) => 0,
+    };
+    let mut out = Vec::with_capacity(256 + if max > 0 { hint.min(max) } else { hint });
     out.extend_from_slice(b"{\"data\":{\"result\":");
-    match &res.value {
-        Value::Matrix(series) => {
+    match body {
+        Body::Result(promql::QueryResult { value: Value::Matrix(series), .. }) => {
             out.push(b'[');
             for (i, s) in series.iter().enumerate() {
                 if i > 0 {
                     out.push(b',');
                 }
-                out.push(b'{');
-                if !s.histograms.is_empty() {
-                    out.extend_from_slice(b"\"histograms\":");
-                    json(
-                        &mut out,
-                        &Json::Array(
-                            s.histograms
-                                .iter()
-                                .map(|p| json!([format_time(p.t), histogram_json(&p.h)]))
-                                .collect(),
-                        ),
-                    );
-                    out.push(b',');
-                }
-                out.extend_from_slice(b"\"metric\":{");
-                for (j, l) in s.labels.iter().enumerate() {
-                    if j > 0 {
-                        out.push(b',');
-                    }
-                    string(&mut out, &l.name);
-                    out.push(b':');
-                    string(&mut out, &l.value);
-                }
-                out.push(b'}');
-                if !s.points.is_empty() {
-                    out.extend_from_slice(b",\"values\":[");
-                    for (j, p) in s.points.iter().enumerate() {
-                        if j > 0 {
-                            out.push(b',');
+                write_series(
+                    &mut out,
+                    &s.labels,
+                    !s.histograms.is_empty(),
+                    |out| {
+                        for (j, p) in s.histograms.iter().enumerate() {
+                            if j > 0 {
+                                out.push(b',');
+                            }
+                            write_histogram_point(out, p);
                         }
-                        out.push(b'[');
-                        if p.t.rem_euclid(1000) == 0 {
-                            out.extend_from_slice(p.t.div_euclid(1000).to_string().as_bytes());
-                        } else {
-                            json(&mut out, &format_time(p.t));
+                    },
+                    !s.points.is_empty(),
+                    |out| {
+                        for (j, p) in s.points.iter().enumerate() {
+                            if j > 0 {
+                                out.push(b',');
+                            }
+                            write_point(out, p.t, p.v);
                         }
-                        out.extend_from_slice(b",\"");
-                        out.extend_from_slice(format_value(p.v).as_bytes());
-                        out.extend_from_slice(b"\"]");
-                    }
-                    out.push(b']');
-                }
-                out.push(b'}');
+                    },
+                );
                 if max > 0 && out.len() > max {
                     return Err(too_large());
                 }
             }
             out.push(b']');
         }
-        other => json(&mut out, &value_json(other)),
+        Body::Result(other) => json(&mut out, &value_json(&other.value)),
+        Body::Joined(j) => {
+            out.push(b'[');
+            for (i, s) in j.series.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                s.write(&mut out);
+                if max > 0 && out.len() > max {
+                    return Err(too_large());
+                }
+            }
+            out.push(b']');
+        }
     }
     out.extend_from_slice(b",\"resultType\":");
-    string(&mut out, res.value.type_name());
+    write_string(&mut out, type_name);
     if let Some(st) = stats {
         out.extend_from_slice(b",\"stats\":");
         json(&mut out, st);
     }
     out.push(b'}');
-    if !res.annotations.infos.is_empty() {
+    if !annotations.infos.is_empty() {
         out.extend_from_slice(b",\"infos\":");
-        json(&mut out, &json!(res.annotations.infos));
+        json(&mut out, &json!(annotations.infos));
     }
     out.extend_from_slice(b",\"status\":\"success\"");
-    if !res.annotations.warnings.is_empty() {
+    if !annotations.warnings.is_empty() {
         out.extend_from_slice(b",\"warnings\":");
-        json(&mut out, &json!(res.annotations.warnings));
+        json(&mut out, &json!(annotations.warnings));
     }
     out.push(b'}');
     if max > 0 && out.len() > max {
@@ -191,11 +268,11 @@ fn respond_body(
 /// the JSON passes `query.max_response_bytes`.
 fn respond(
     s: &SharedState,
-    res: promql::QueryResult,
+    body: Body<'_>,
     stats: Option<&super::limits::QueryStats>,
 ) -> Result<Response, ApiError> {
     let stats = stats.map(|st| st.json());
-    match respond_body(&res, stats.as_ref(), s.config.query.max_response_bytes) {
+    match respond_body(body, stats.as_ref(), s.config.query.max_response_bytes) {
         Ok(bytes) => Ok(super::limits::json_response(bytes)),
         Err(e) => {
             s.metrics.record_limit("query.max_response_bytes");
@@ -246,10 +323,7 @@ fn cancel_on_drop() -> (Cancel, CancelOnDrop) {
 }
 
 /// Logs a query stopped by its client going away (nobody is left to receive the error).
-fn log_canceled(
-    r: Result<promql::QueryResult, promql::Error>,
-    query: &str,
-) -> Result<promql::QueryResult, promql::Error> {
+fn log_canceled<T>(r: Result<T, promql::Error>, query: &str) -> Result<T, promql::Error> {
     if let Err(promql::Error::Canceled) = &r {
         tracing::info!(query, "query canceled: the client went away");
     }
@@ -272,7 +346,7 @@ pub async fn instant(
         log_canceled(engine.instant_query_with(db, &tenant, &query, t, &cancel), &query)
     })
     .await?;
-    respond(&s, res, wants_stats(&p).then_some(&stats))
+    respond(&s, Body::Result(&res), wants_stats(&p).then_some(&stats))
 }
 
 pub async fn range(
@@ -314,7 +388,11 @@ pub async fn range(
         log_canceled(r, &query)
     })
     .await?;
-    respond(&s, res, wants_stats(&p).then_some(&stats))
+    let body = match &res {
+        Answer::Result(r) => Body::Result(r),
+        Answer::Joined(j) => Body::Joined(j),
+    };
+    respond(&s, body, wants_stats(&p).then_some(&stats))
 }
 
 /// A Prometheus-like version and no `features` map (which would make Grafana treat us as Mimir).
@@ -432,14 +510,16 @@ mod tests {
             for annotations in [Annotations::default(), annos.clone()] {
                 let res = QueryResult { value: value.clone(), annotations };
                 let want = serde_json::to_string(&respond_tree(&res, None)).unwrap();
-                let got = String::from_utf8(respond_body(&res, None, 0).unwrap()).unwrap();
+                let got =
+                    String::from_utf8(respond_body(Body::Result(&res), None, 0).unwrap()).unwrap();
                 assert_eq!(got, want);
                 let stats = json!({"timings": {"evalTotalTime": 0.5}, "samples": {"x": 1}});
                 let want = serde_json::to_string(&respond_tree(&res, Some(&stats))).unwrap();
-                let got = respond_body(&res, Some(&stats), want.len()).unwrap();
+                let got = respond_body(Body::Result(&res), Some(&stats), want.len()).unwrap();
                 assert_eq!(String::from_utf8(got).unwrap(), want);
                 // One byte less than the answer is over the limit.
-                let err = respond_body(&res, Some(&stats), want.len() - 1).unwrap_err();
+                let err =
+                    respond_body(Body::Result(&res), Some(&stats), want.len() - 1).unwrap_err();
                 assert!(err.to_string().contains("query.max_response_bytes"), "{err}");
             }
         }
