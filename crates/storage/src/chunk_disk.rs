@@ -17,15 +17,17 @@ use parking_lot::{Mutex, RwLock};
 
 use crate::error::{Result, StorageError};
 
-/// Where a chunk's bytes are.
+/// Where a chunk's bytes are. Twelve bytes: every closed head chunk holds one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ChunkRef {
     pub file: u32,
-    pub offset: u64,
+    /// Below `FILE_SIZE` (a file is rotated before a write would cross it), so 32 bits.
+    pub offset: u32,
     pub len: u32,
 }
 
 const FILE_SIZE: u64 = 128 << 20;
+const _: () = assert!(FILE_SIZE <= u32::MAX as u64);
 
 struct Writer {
     id: u32,
@@ -94,13 +96,21 @@ impl ChunkDisk {
             self.rotate_locked(&mut w)?;
         }
         let offset = w.size;
+        // A chunk larger than a whole file cannot happen (at most 120 samples); refuse rather
+        // than wrap the 32-bit offset.
+        let (Ok(offset32), Ok(len)) = (u32::try_from(offset), u32::try_from(bytes.len())) else {
+            return Err(StorageError::Io {
+                path: Self::path(&self.dir, w.id),
+                source: std::io::Error::other("head chunk does not fit a head chunk file"),
+            });
+        };
         let p = Self::path(&self.dir, w.id);
         (&*w.file).write_all(bytes).map_err(StorageError::io(&p))?;
         w.size += bytes.len() as u64;
         let mut m = self.max_t.lock();
         let e = m.entry(w.id).or_insert(i64::MIN);
         *e = (*e).max(max_t);
-        Ok(ChunkRef { file: w.id, offset, len: bytes.len() as u32 })
+        Ok(ChunkRef { file: w.id, offset: offset32, len })
     }
 
     pub fn read(&self, r: ChunkRef, buf: &mut Vec<u8>) -> Result<()> {
@@ -114,7 +124,7 @@ impl ChunkDisk {
             ),
         })?;
         buf.resize(r.len as usize, 0);
-        file.read_exact_at(buf, r.offset).map_err(StorageError::io(&p))
+        file.read_exact_at(buf, u64::from(r.offset)).map_err(StorageError::io(&p))
     }
 
     /// Deletes files older than `before` whose chunks all end before `upto` (they were cut

@@ -2,7 +2,7 @@
 //! an out-of-order buffer, and postings. The head applies no durability itself; the tenant
 //! database logs to the WAL around it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, Ordering};
 
@@ -29,41 +29,50 @@ pub struct HeadOptions {
 
 /// A closed, immutable chunk: its XOR bytes in the tenant's head chunk file (the usual case),
 /// or on the heap when there is no file or writing it failed.
+///
+/// 40 bytes (checked by a test): the sample count sits in the byte variant's padding.
 pub struct ClosedChunk {
     pub min_t: i64,
     pub max_t: i64,
-    pub count: u16,
     bytes: ChunkBytes,
 }
 
+/// The chunk's bytes and its sample count.
 enum ChunkBytes {
-    Mem(Box<[u8]>),
-    Disk(Arc<ChunkDisk>, ChunkRef),
+    Mem(u16, Box<[u8]>),
+    Disk(u16, ChunkRef, Arc<ChunkDisk>),
 }
 
 impl ClosedChunk {
     fn new(o: &XorChunk, disk: Option<&Arc<ChunkDisk>>) -> ClosedChunk {
+        let n = o.count() as u16;
         let bytes = match disk.map(|d| (d, d.write(o.bytes(), o.max_time()))) {
-            Some((d, Ok(r))) => ChunkBytes::Disk(d.clone(), r),
+            Some((d, Ok(r))) => ChunkBytes::Disk(n, r, d.clone()),
             Some((_, Err(e))) => {
                 tracing::warn!(error = %e, "head chunk stays in memory: writing it to disk failed");
-                ChunkBytes::Mem(o.bytes().into())
+                ChunkBytes::Mem(n, o.bytes().into())
             }
-            None => ChunkBytes::Mem(o.bytes().into()),
+            None => ChunkBytes::Mem(n, o.bytes().into()),
         };
-        ClosedChunk { min_t: o.min_time(), max_t: o.max_time(), count: o.count() as u16, bytes }
+        ClosedChunk { min_t: o.min_time(), max_t: o.max_time(), bytes }
+    }
+
+    pub fn count(&self) -> u16 {
+        match &self.bytes {
+            ChunkBytes::Mem(n, _) | ChunkBytes::Disk(n, ..) => *n,
+        }
     }
 
     fn decode_into(&self, out: &mut Vec<(i64, f64)>) {
         match &self.bytes {
-            ChunkBytes::Mem(b) => {
-                let _ = chunk::decode(b, self.count as usize, out);
+            ChunkBytes::Mem(n, b) => {
+                let _ = chunk::decode(b, *n as usize, out);
             }
-            ChunkBytes::Disk(d, r) => {
+            ChunkBytes::Disk(n, r, d) => {
                 let mut buf = Vec::new();
                 match d.read(*r, &mut buf) {
                     Ok(()) => {
-                        let _ = chunk::decode(&buf, self.count as usize, out);
+                        let _ = chunk::decode(&buf, *n as usize, out);
                     }
                     Err(e) => tracing::error!(error = %e, "head chunk unreadable"),
                 }
@@ -78,12 +87,12 @@ impl ClosedChunk {
             static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
         }
         match &self.bytes {
-            ChunkBytes::Mem(b) => {
-                let _ = chunk::decode_range(b, self.count as usize, mint, maxt, out);
+            ChunkBytes::Mem(n, b) => {
+                let _ = chunk::decode_range(b, *n as usize, mint, maxt, out);
             }
-            ChunkBytes::Disk(d, r) => BUF.with_borrow_mut(|buf| match d.read(*r, buf) {
+            ChunkBytes::Disk(n, r, d) => BUF.with_borrow_mut(|buf| match d.read(*r, buf) {
                 Ok(()) => {
-                    let _ = chunk::decode_range(buf, self.count as usize, mint, maxt, out);
+                    let _ = chunk::decode_range(buf, *n as usize, mint, maxt, out);
                 }
                 Err(e) => tracing::error!(error = %e, "head chunk unreadable"),
             }),
@@ -92,24 +101,38 @@ impl ClosedChunk {
 
     /// Heap bytes this chunk holds.
     fn heap_bytes(&self) -> usize {
+        let own = std::mem::size_of::<ClosedChunk>();
         match &self.bytes {
-            ChunkBytes::Mem(b) => b.len() + 48,
-            ChunkBytes::Disk(..) => 48,
+            ChunkBytes::Mem(_, b) => b.len() + own,
+            ChunkBytes::Disk(..) => own,
         }
     }
 }
 
+/// One series' samples in the head. Kept small: every active series has one, so each word
+/// here is a word of resident memory per series (docs/benchmarks/storage.md).
 #[derive(Default)]
 pub struct SeriesData {
     closed: Vec<ClosedChunk>,
     open: Option<XorChunk>,
     /// Newest in-order sample: time and value bits.
     last: Option<(i64, u64)>,
+    /// Out-of-order samples and native histograms, which most series never have: boxed, and
+    /// `None` until the first one.
+    rare: Option<Box<RareData>>,
+}
+
+#[derive(Default)]
+struct RareData {
     /// Out-of-order samples, by time.
     ooo: BTreeMap<i64, f64>,
     /// Native histogram samples (kept apart from the float chunks).
     hist: HistogramRun,
 }
+
+/// Shared empty values for series without [`RareData`].
+static NO_OOO: BTreeMap<i64, f64> = BTreeMap::new();
+static NO_HIST: HistogramRun = HistogramRun { samples: BTreeMap::new(), last: None };
 
 /// A series' native histogram samples, by time. Uncompressed for now: correctness first.
 #[derive(Default)]
@@ -120,15 +143,27 @@ pub struct HistogramRun {
 }
 
 impl SeriesData {
+    fn ooo(&self) -> &BTreeMap<i64, f64> {
+        self.rare.as_ref().map_or(&NO_OOO, |r| &r.ooo)
+    }
+
+    fn hist(&self) -> &HistogramRun {
+        self.rare.as_ref().map_or(&NO_HIST, |r| &r.hist)
+    }
+
+    fn rare_mut(&mut self) -> &mut RareData {
+        self.rare.get_or_insert_with(Box::default)
+    }
+
     fn is_empty(&self) -> bool {
         self.closed.is_empty()
             && self.open.is_none()
-            && self.ooo.is_empty()
-            && self.hist.samples.is_empty()
+            && self.ooo().is_empty()
+            && self.hist().samples.is_empty()
     }
 
     fn value_at(&self, t: i64) -> Option<u64> {
-        if let Some(v) = self.ooo.get(&t) {
+        if let Some(v) = self.ooo().get(&t) {
             return Some(v.to_bits());
         }
         let mut buf = Vec::new();
@@ -177,7 +212,7 @@ impl SeriesData {
                     Some(b) if b == bits => Ok(false),
                     Some(_) => Err(RejectReason::DuplicateTimestamp { t }),
                     None => {
-                        self.ooo.insert(t, v);
+                        self.rare_mut().ooo.insert(t, v);
                         Ok(true)
                     }
                 };
@@ -226,9 +261,9 @@ impl SeriesData {
         {
             o.decode_range(mint, maxt, out);
         }
-        if !self.ooo.is_empty() {
+        if !self.ooo().is_empty() {
             let ooo: Vec<Sample> =
-                self.ooo.range(mint..=maxt).map(|(t, v)| Sample { t: *t, v: *v }).collect();
+                self.ooo().range(mint..=maxt).map(|(t, v)| Sample { t: *t, v: *v }).collect();
             if !ooo.is_empty() {
                 let inorder: Vec<Sample> = out.drain(start..).collect();
                 merge_into(out, &inorder, &ooo);
@@ -237,15 +272,16 @@ impl SeriesData {
     }
 
     pub fn sample_count(&self) -> usize {
-        self.closed.iter().map(|c| c.count as usize).sum::<usize>()
+        self.closed.iter().map(|c| c.count() as usize).sum::<usize>()
             + self.open.as_ref().map_or(0, |o| o.count())
-            + self.ooo.len()
+            + self.ooo().len()
     }
 
     pub fn chunk_bytes(&self) -> usize {
         self.closed.iter().map(ClosedChunk::heap_bytes).sum::<usize>()
             + self.open.as_ref().map_or(0, |o| o.byte_len() + 64)
-            + self.ooo.len() * 40
+            + self.ooo().len() * 40
+            + self.rare.as_ref().map_or(0, |_| std::mem::size_of::<RareData>())
     }
 
     /// Moves out everything older than `upto` (whole chunks: they never cross a chunk range).
@@ -258,12 +294,20 @@ impl SeriesData {
         let (old, keep): (Vec<ClosedChunk>, Vec<ClosedChunk>) =
             std::mem::take(&mut self.closed).into_iter().partition(|c| c.max_t < upto);
         self.closed = keep;
-        let newer = self.ooo.split_off(&upto);
-        let ooo = std::mem::replace(&mut self.ooo, newer);
+        let Some(rare) = self.rare.as_mut() else {
+            return CutData { chunks: old, ooo: Vec::new(), histograms: Vec::new() };
+        };
+        let newer = rare.ooo.split_off(&upto);
+        let ooo = std::mem::replace(&mut rare.ooo, newer);
+        let histograms = rare.hist.take_before(upto);
+        // Nothing left that needs the box (the newest histogram time is kept for gc).
+        if rare.ooo.is_empty() && rare.hist.samples.is_empty() && rare.hist.last.is_none() {
+            self.rare = None;
+        }
         CutData {
             chunks: old,
             ooo: ooo.into_iter().map(|(t, v)| Sample { t, v }).collect(),
-            histograms: self.hist.take_before(upto),
+            histograms,
         }
     }
 }
@@ -283,7 +327,7 @@ impl SeriesData {
         {
             return Err(RejectReason::OutOfBounds { t, min_valid: min });
         }
-        if let Some(old) = self.hist.samples.get(&t) {
+        if let Some(old) = self.hist().samples.get(&t) {
             return if histogram_bits_eq(old, h) {
                 Ok(false)
             } else {
@@ -293,28 +337,29 @@ impl SeriesData {
         if self.value_at(t).is_some() {
             return Err(RejectReason::DuplicateTimestamp { t });
         }
-        self.hist.samples.insert(t, h.clone());
-        self.hist.last = Some(self.hist.last.map_or(t, |l| l.max(t)));
+        let hist = &mut self.rare_mut().hist;
+        hist.samples.insert(t, h.clone());
+        hist.last = Some(hist.last.map_or(t, |l| l.max(t)));
         Ok(true)
     }
 
     /// True when a histogram sample holds time `t` (a float may not take it).
     fn has_histogram_at(&self, t: i64) -> bool {
-        !self.hist.samples.is_empty() && self.hist.samples.contains_key(&t)
+        self.rare.as_ref().is_some_and(|r| r.hist.samples.contains_key(&t))
     }
 
     /// Histogram samples in `[mint, maxt]`, in time order.
     pub fn histograms(&self, mint: i64, maxt: i64, out: &mut Vec<HistogramSample>) {
-        self.hist.range(mint, maxt, out);
+        self.hist().range(mint, maxt, out);
     }
 
     pub fn histogram_count(&self) -> usize {
-        self.hist.samples.len()
+        self.hist().samples.len()
     }
 
     /// Oldest and newest histogram times held, if any.
     fn histogram_range(&self) -> Option<(i64, i64)> {
-        let s = &self.hist.samples;
+        let s = &self.hist().samples;
         Some((*s.keys().next()?, *s.keys().next_back()?))
     }
 }
@@ -427,7 +472,33 @@ impl model::SeriesHandle for MemSeries {
 
 /// Seeded per process (foldhash): several times faster than SipHash on ~250-byte label sets,
 /// measured in docs/benchmarks/storage.md.
-type Shard = RwLock<HashMap<Labels, Arc<MemSeries>, foldhash::fast::RandomState>>;
+/// The map holds one pointer per series, looked up by the series' own labels (see [`ByLabels`]).
+type Shard = RwLock<HashSet<ByLabels, foldhash::fast::RandomState>>;
+
+/// A registry entry: the series, hashed and compared by its labels, so the label-set map holds
+/// one pointer per series rather than a (labels, series) pair.
+struct ByLabels(Arc<MemSeries>);
+
+impl PartialEq for ByLabels {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.labels == other.0.labels
+    }
+}
+
+impl Eq for ByLabels {}
+
+impl std::hash::Hash for ByLabels {
+    /// Exactly `Labels`' hash, as `Borrow<Labels>` requires.
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.labels.hash(state)
+    }
+}
+
+impl std::borrow::Borrow<Labels> for ByLabels {
+    fn borrow(&self) -> &Labels {
+        &self.0.labels
+    }
+}
 
 pub struct Head {
     pub opts: HeadOptions,
@@ -453,7 +524,7 @@ impl Head {
             disk,
             interner: Interner::new(),
             shards: (0..SHARDS)
-                .map(|_| RwLock::new(HashMap::with_hasher(Default::default())))
+                .map(|_| RwLock::new(HashSet::with_hasher(Default::default())))
                 .collect(),
             by_id: RwLock::new(HashMap::new()),
             postings: RwLock::new(Postings::new()),
@@ -475,7 +546,7 @@ impl Head {
     }
 
     pub fn get(&self, labels: &Labels) -> Option<Arc<MemSeries>> {
-        self.shard(labels).read().get(labels).cloned()
+        self.shard(labels).read().get(labels).map(|e| e.0.clone())
     }
 
     pub fn by_id(&self, id: u32) -> Option<Arc<MemSeries>> {
@@ -502,7 +573,7 @@ impl Head {
             data: Mutex::new(SeriesData::default()),
             live: AtomicBool::new(true),
         });
-        self.shard(&labels).write().insert(labels.clone(), s.clone());
+        self.shard(&labels).write().insert(ByLabels(s.clone()));
         self.by_id.write().insert(id, s.clone());
         self.postings.write().add(id, &labels);
         s
@@ -676,7 +747,7 @@ impl Head {
                 lo = lo.min(o.min_time());
                 hi = hi.max(o.max_time());
             }
-            if let (Some(a), Some(b)) = (d.ooo.keys().next(), d.ooo.keys().next_back()) {
+            if let (Some(a), Some(b)) = (d.ooo().keys().next(), d.ooo().keys().next_back()) {
                 lo = lo.min(*a);
                 hi = hi.max(*b);
             }
@@ -700,7 +771,7 @@ impl Head {
             let d = s.data.lock();
             let stale = d.is_empty()
                 && d.last.is_none_or(|(t, _)| t < before)
-                && d.hist.last.is_none_or(|t| t < before);
+                && d.hist().last.is_none_or(|t| t < before);
             drop(d);
             if stale {
                 s.live.store(false, Ordering::Release);
@@ -792,6 +863,31 @@ mod tests {
             RejectReason::OutOfBounds { t: 1_000_000, min_valid: 1_400_000 }
         );
         assert_eq!(samples(&h, &s), vec![(1_000_000, 1.0), (1_500_000, 1.5), (2_000_000, 2.0)]);
+    }
+
+    /// Resident memory per series: the per-series structures keep the sizes the head's memory
+    /// figures were measured with (docs/benchmarks/storage.md); a new field must pay its way.
+    #[test]
+    fn per_series_structures_stay_small() {
+        assert!(std::mem::size_of::<ClosedChunk>() <= 40, "{}", std::mem::size_of::<ClosedChunk>());
+        assert!(std::mem::size_of::<SeriesData>() <= 128, "{}", std::mem::size_of::<SeriesData>());
+        assert_eq!(std::mem::size_of::<ChunkRef>(), 12);
+    }
+
+    #[test]
+    fn out_of_order_data_is_boxed_only_while_held() {
+        let h = head();
+        let l = Labels::from_pairs([("__name__", "x")]).unwrap();
+        let s = h.create(&l, None);
+        let app = |t: i64, v: f64| h.append_series(&s, &[Sample { t, v }], false, |_, _| {});
+        assert_eq!(app(7_300_000, 1.0).0, 1);
+        assert!(s.data.lock().rare.is_none(), "in-order samples need no box");
+        assert_eq!(app(7_250_000, 0.5).0, 1);
+        assert!(s.data.lock().rare.is_some());
+        let cut = h.cut(7_280_000);
+        assert_eq!(cut[0].1.ooo, vec![Sample { t: 7_250_000, v: 0.5 }]);
+        assert!(s.data.lock().rare.is_none(), "freed once its samples were cut");
+        assert_eq!(samples(&h, &s), vec![(7_300_000, 1.0)]);
     }
 
     #[test]

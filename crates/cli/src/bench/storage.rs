@@ -45,17 +45,29 @@ pub struct StorageFigures {
 }
 
 fn scrape(w: &mut Workload, step: i64, random: bool, rng: &mut u64) -> Vec<SeriesWrite> {
-    let mut s = w.scrape(step);
-    if random {
-        for x in &mut s {
-            // xorshift: a full-entropy mantissa in [1, 2).
+    let mut s = Vec::with_capacity(w.series.len());
+    scrape_with(w, step, random, rng, |x| s.push(x));
+    s
+}
+
+/// One scrape, series by series; `random` replaces every value by a random full-precision
+/// float (xorshift: a full-entropy mantissa in [1, 2)).
+fn scrape_with(
+    w: &mut Workload,
+    step: i64,
+    random: bool,
+    rng: &mut u64,
+    mut f: impl FnMut(SeriesWrite),
+) {
+    w.scrape_with(step, |mut x| {
+        if random {
             *rng ^= *rng << 13;
             *rng ^= *rng >> 7;
             *rng ^= *rng << 17;
             x.samples[0].v = f64::from_bits(0x3ff0_0000_0000_0000 | (*rng >> 12));
         }
-    }
-    s
+        f(x)
+    });
 }
 
 pub fn run(args: &StorageArgs) -> Result<Vec<StorageFigures>> {
@@ -93,15 +105,29 @@ fn run_promlake(args: &StorageArgs) -> Result<StorageFigures> {
     let mut rng = 0x9E37_79B9_7F4A_7C15u64;
     let (mut append_wall, mut append_cpu, mut total) = (Duration::ZERO, 0.0, 0u64);
     eprintln!("promlake: appending {} series x {} samples", args.series, args.samples);
+    let batch_len = args.batch.max(1);
+    let mut append = |series: Vec<SeriesWrite>| -> Result<()> {
+        let (c0, t0) = (cpu_seconds(pid)?, Instant::now());
+        let o = db.append(&tenant, WriteBatch { series, metadata: vec![] })?;
+        append_wall += t0.elapsed();
+        append_cpu += cpu_seconds(pid)? - c0;
+        total += o.samples_written as u64;
+        Ok(())
+    };
     for step in 0..args.samples {
-        let s = scrape(&mut w, step, args.random_values, &mut rng);
-        for chunk in s.chunks(args.batch) {
-            let batch = WriteBatch { series: chunk.to_vec(), metadata: vec![] };
-            let (c0, t0) = (cpu_seconds(pid)?, Instant::now());
-            let o = db.append(&tenant, batch)?;
-            append_wall += t0.elapsed();
-            append_cpu += cpu_seconds(pid)? - c0;
-            total += o.samples_written as u64;
+        // Batch by batch as generated: the process whose memory is measured holds one batch of
+        // the client's data at a time, not a whole scrape of every series.
+        let mut batch = Vec::with_capacity(batch_len);
+        let mut res = Ok(());
+        scrape_with(&mut w, step, args.random_values, &mut rng, |x| {
+            batch.push(x);
+            if batch.len() == batch_len && res.is_ok() {
+                res = append(std::mem::replace(&mut batch, Vec::with_capacity(batch_len)));
+            }
+        });
+        res?;
+        if !batch.is_empty() {
+            append(batch)?;
         }
         if step % 60 == 59 {
             eprintln!("  {}/{} scrapes", step + 1, args.samples);

@@ -174,9 +174,17 @@ impl Workload {
 
     /// Advances every series by one scrape and returns its sample at scrape `step`.
     pub fn scrape(&mut self, step: i64) -> Vec<SeriesWrite> {
+        let mut out = Vec::with_capacity(self.series.len());
+        self.scrape_with(step, |s| out.push(s));
+        out
+    }
+
+    /// [`Workload::scrape`] one series at a time, in the same order with the same values, so a
+    /// caller can append in batches without holding the whole scrape (whose memory would count
+    /// in the resident memory `bench storage` measures).
+    pub fn scrape_with(&mut self, step: i64, mut f: impl FnMut(SeriesWrite)) {
         let base_t = self.start_ms + step * self.interval_ms;
         let secs = self.interval_ms as f64 / 1000.0;
-        let mut out = Vec::with_capacity(self.series.len());
         let jitter = self.rng.random_range(-self.jitter_ms..=self.jitter_ms);
         let t = base_t + jitter;
         for s in &mut self.series {
@@ -207,13 +215,12 @@ impl Workload {
                     s.value + (rate * share * secs * rng.random_range(0.7..1.3)).round()
                 }
             };
-            out.push(SeriesWrite {
+            f(SeriesWrite {
                 labels: s.labels.clone(),
                 samples: vec![Sample { t, v: s.value }],
                 ..Default::default()
             });
         }
-        out
     }
 }
 
