@@ -1,7 +1,6 @@
 //! Health, readiness, self-metrics and the admin calls (flush, delete_series, snapshot).
 
-use axum::body::Bytes;
-use axum::extract::{RawQuery, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
@@ -52,10 +51,8 @@ pub async fn flush(State(s): State<SharedState>, headers: HeaderMap) -> Result<R
 pub async fn delete_series(
     State(s): State<SharedState>,
     headers: HeaderMap,
-    RawQuery(q): RawQuery,
-    body: Bytes,
+    p: Params,
 ) -> Result<Response, ApiError> {
-    let p = Params::parse(q.as_deref(), &body);
     let sets = p.required_match_sets()?;
     let (start, end) = time_range(&p)?;
     let (t, db) = (tenant(&headers)?, s.db()?);
@@ -103,10 +100,8 @@ fn snapshot_name() -> String {
 pub async fn snapshot(
     State(s): State<SharedState>,
     headers: HeaderMap,
-    RawQuery(q): RawQuery,
-    body: Bytes,
+    p: Params,
 ) -> Result<Response, ApiError> {
-    let p = Params::parse(q.as_deref(), &body);
     let skip_head = match p.get("skip_head") {
         None | Some("") => false,
         Some(v) => parse_bool("skip_head", v)?,

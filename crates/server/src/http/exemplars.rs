@@ -3,8 +3,7 @@
 //! `data: [{"seriesLabels": {...}, "exemplars": [{"labels": {...}, "value": "1", "timestamp": 1.5}]}]`.
 //! No match is an empty list, not an error (Grafana asks at start-up).
 
-use axum::body::Bytes;
-use axum::extract::{RawQuery, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use model::Matcher;
@@ -56,10 +55,8 @@ fn labels_json(l: &model::Labels) -> Json {
 pub async fn query(
     State(s): State<SharedState>,
     headers: HeaderMap,
-    RawQuery(q): RawQuery,
-    body: Bytes,
+    p: Params,
 ) -> Result<Response, ApiError> {
-    let p = Params::parse(q.as_deref(), &body);
     let query = match p.get("query") {
         Some(q) if !q.trim().is_empty() => q.to_string(),
         _ => return Err(ApiError::BadData("invalid parameter \"query\": query is empty".into())),

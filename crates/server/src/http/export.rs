@@ -1,8 +1,7 @@
 //! `GET|POST /api/v1/export/parquet`: samples matching `match[]` in `[start, end]` as plain
 //! Parquet (metric_name, labels map, timestamp, value), for lake engines.
 
-use axum::body::Bytes;
-use axum::extract::{RawQuery, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use model::{Queryable, SelectHints};
@@ -13,10 +12,8 @@ use crate::error::ApiError;
 pub async fn parquet(
     State(s): State<SharedState>,
     headers: HeaderMap,
-    RawQuery(q): RawQuery,
-    body: Bytes,
+    p: Params,
 ) -> Result<Response, ApiError> {
-    let p = Params::parse(q.as_deref(), &body);
     let sets = p.required_match_sets()?;
     let (start, end) = time_range(&p)?;
     let (t, db) = (tenant(&headers)?, s.db()?);

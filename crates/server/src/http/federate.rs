@@ -7,8 +7,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-use axum::body::Bytes;
-use axum::extract::{RawQuery, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use model::{Labels, Queryable, SelectHints};
@@ -54,10 +53,8 @@ fn line(out: &mut String, name: &str, labels: &Labels, v: f64, t: i64) {
 pub async fn federate(
     State(s): State<SharedState>,
     headers: HeaderMap,
-    RawQuery(q): RawQuery,
-    body: Bytes,
+    p: Params,
 ) -> Result<Response, ApiError> {
-    let p = Params::parse(q.as_deref(), &body);
     let sets = p.match_sets()?;
     let (t, db) = (tenant(&headers)?, s.db()?);
     let now = std::time::SystemTime::now()

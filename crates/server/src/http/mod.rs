@@ -182,6 +182,19 @@ async fn observe(State(state): State<SharedState>, req: Request, next: Next) -> 
 /// Request parameters from the query string and (for POST) the form body, in order.
 pub struct Params(pub Vec<(String, String)>);
 
+/// Handlers take `p: Params` (last, as it reads the body): the URL query followed by a form
+/// body, as Prometheus reads GET and POST alike. A body that cannot be read is refused as
+/// axum's `Bytes` extractor refuses it (e.g. 413 over the body limit).
+impl<S: Send + Sync> axum::extract::FromRequest<S> for Params {
+    type Rejection = axum::extract::rejection::BytesRejection;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
+        let query = req.uri().query().map(str::to_string);
+        let body = axum::body::Bytes::from_request(req, state).await?;
+        Ok(Params::parse(query.as_deref(), &body))
+    }
+}
+
 impl Params {
     pub fn parse(query: Option<&str>, body: &[u8]) -> Params {
         let mut v: Vec<(String, String)> =

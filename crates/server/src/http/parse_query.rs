@@ -6,8 +6,6 @@
 //! added for experimental features (`anchored`, `smoothed`, `fillValues`, `alignEvalTime`)
 //! are not produced.
 
-use axum::body::Bytes;
-use axum::extract::RawQuery;
 use axum::response::{IntoResponse, Response};
 use promql_parser::parser::{AtModifier, Expr, LabelModifier, Offset, VectorMatchCardinality};
 use serde_json::{Value as Json, json};
@@ -16,8 +14,7 @@ use super::Params;
 use super::query::format_value;
 use crate::error::ApiError;
 
-pub async fn parse_query(RawQuery(q): RawQuery, body: Bytes) -> Result<Response, ApiError> {
-    let p = Params::parse(q.as_deref(), &body);
+pub async fn parse_query(p: Params) -> Result<Response, ApiError> {
     let query = match p.get("query") {
         Some(q) if !q.trim().is_empty() => q,
         _ => return Err(ApiError::BadData("invalid parameter \"query\": query is empty".into())),

@@ -1,8 +1,7 @@
 //! `/api/v1/query` and `/api/v1/query_range` (GET and POST form alike), with Prometheus' JSON
 //! envelope, value formatting, warnings and infos; and `/api/v1/status/buildinfo`.
 
-use axum::body::Bytes;
-use axum::extract::{RawQuery, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use promql::{Cancel, CancelOnDrop, Value};
@@ -333,10 +332,8 @@ fn log_canceled<T>(r: Result<T, promql::Error>, query: &str) -> Result<T, promql
 pub async fn instant(
     State(s): State<SharedState>,
     headers: HeaderMap,
-    RawQuery(q): RawQuery,
-    body: Bytes,
+    p: Params,
 ) -> Result<Response, ApiError> {
-    let p = Params::parse(q.as_deref(), &body);
     let query = query_text(&p)?;
     let t = p.get("time").map(|v| parse_time("time", v)).transpose()?.unwrap_or_else(now_ms);
     let tenant = tenant(&headers)?;
@@ -352,10 +349,8 @@ pub async fn instant(
 pub async fn range(
     State(s): State<SharedState>,
     headers: HeaderMap,
-    RawQuery(q): RawQuery,
-    body: Bytes,
+    p: Params,
 ) -> Result<Response, ApiError> {
-    let p = Params::parse(q.as_deref(), &body);
     let query = query_text(&p)?;
     let need = |k: &str| {
         p.get(k).ok_or_else(|| ApiError::BadData(format!("invalid parameter {k:?}: missing")))
@@ -442,8 +437,7 @@ mod tests {
             .unwrap();
         // Billions of subquery steps: a minute (the timeout) of work if nobody stops it.
         let q = "query=count_over_time(vector(1)[1y:1ms])&time=0";
-        let request =
-            instant(State(state), HeaderMap::new(), RawQuery(Some(q.into())), Bytes::new());
+        let request = instant(State(state), HeaderMap::new(), Params::parse(Some(q), &[]));
         let r =
             rt.block_on(async { tokio::time::timeout(Duration::from_millis(300), request).await });
         assert!(r.is_err(), "the query should still be running after 300 ms");

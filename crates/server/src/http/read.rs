@@ -1,6 +1,5 @@
 //! Series and label listings, answered from the index: /api/v1/series, /labels, /label/*/values.
 
-use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
@@ -42,10 +41,8 @@ fn success(
 pub async fn series(
     State(s): State<SharedState>,
     headers: HeaderMap,
-    RawQuery(q): RawQuery,
-    body: Bytes,
+    p: Params,
 ) -> Result<Response, ApiError> {
-    let p = Params::parse(q.as_deref(), &body);
     let sets = p.required_match_sets()?;
     let (start, end) = time_range(&p)?;
     let limit = limit(&p)?;
@@ -77,10 +74,8 @@ pub async fn series(
 pub async fn labels(
     State(s): State<SharedState>,
     headers: HeaderMap,
-    RawQuery(q): RawQuery,
-    body: Bytes,
+    p: Params,
 ) -> Result<Response, ApiError> {
-    let p = Params::parse(q.as_deref(), &body);
     let sets = p.match_sets()?;
     let (start, end) = time_range(&p)?;
     let limit = limit(&p)?;

@@ -2,7 +2,6 @@
 //! TSDB cardinality (from the index), rules and alerts (valid empty answers: promlake has no
 //! rule engine yet), and `format_query`.
 
-use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
@@ -117,8 +116,7 @@ pub async fn alerts() -> Response {
 }
 
 /// `query` pretty-printed as Prometheus' `format_query` does.
-pub async fn format_query(RawQuery(q): RawQuery, body: Bytes) -> Result<Response, ApiError> {
-    let p = Params::parse(q.as_deref(), &body);
+pub async fn format_query(p: Params) -> Result<Response, ApiError> {
     let query = p
         .get("query")
         .ok_or_else(|| ApiError::BadData("invalid parameter \"query\": missing".into()))?;
