@@ -13,18 +13,53 @@ use crate::ModelError;
 pub const METRIC_NAME: &str = "__name__";
 
 /// One label pair. Strings are `Arc<str>` so that an [`Interner`] can share them between series.
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+///
+/// Ordered by name, then value, byte-wise. The comparison skips the bytes of a string both
+/// sides share (the same interned `Arc`), which most names and many values are.
+#[derive(Clone, PartialEq, Eq, Hash)]
 pub struct Label {
     pub name: Arc<str>,
     pub value: Arc<str>,
+}
+
+fn cmp_shared(x: &Arc<str>, y: &Arc<str>) -> std::cmp::Ordering {
+    if Arc::ptr_eq(x, y) { std::cmp::Ordering::Equal } else { x.cmp(y) }
+}
+
+impl Ord for Label {
+    fn cmp(&self, other: &Label) -> std::cmp::Ordering {
+        cmp_shared(&self.name, &other.name).then_with(|| cmp_shared(&self.value, &other.value))
+    }
+}
+
+impl PartialOrd for Label {
+    fn partial_cmp(&self, other: &Label) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
 }
 
 /// An immutable, sorted set of labels with unique names and non-empty values.
 ///
 /// Invariant: pairs are sorted by name, names are unique, no value is empty. Every constructor
 /// enforces it, so comparing two `Labels` compares series identities.
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Default)]
+/// Ordered pair by pair (lexicographically, a prefix first), as the derived order would.
+#[derive(Clone, PartialEq, Eq, Default)]
 pub struct Labels(Arc<[Label]>);
+
+impl Ord for Labels {
+    fn cmp(&self, other: &Labels) -> std::cmp::Ordering {
+        if Arc::ptr_eq(&self.0, &other.0) {
+            return std::cmp::Ordering::Equal;
+        }
+        self.0.iter().cmp(other.0.iter())
+    }
+}
+
+impl PartialOrd for Labels {
+    fn partial_cmp(&self, other: &Labels) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
 
 impl Hash for Labels {
     fn hash<H: Hasher>(&self, state: &mut H) {
@@ -224,6 +259,35 @@ impl Interner {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The order skips shared strings but is exactly the byte-wise order of the pairs, for
+    /// shared (same `Arc`) and separately built (equal bytes, different `Arc`) strings alike.
+    #[test]
+    fn order_is_bytewise_over_the_pairs() {
+        let l = |pairs: &[(&str, &str)]| Labels::from_pairs(pairs.iter().copied()).unwrap();
+        let a = l(&[("__name__", "up"), ("job", "node")]);
+        let sets = [
+            a.clone(),
+            l(&[("__name__", "up"), ("job", "node")]),
+            l(&[("__name__", "up"), ("job", "node"), ("zone", "a")]),
+            l(&[("__name__", "up"), ("job", "nodf")]),
+            l(&[("__name__", "up"), ("jo", "node")]),
+            l(&[("__name__", "u"), ("job", "node")]),
+            l(&[("__name__", "up")]),
+            Labels::empty(),
+            a.with("instance", "h1"),
+            a.with("instance", "h2"),
+        ];
+        let bytes = |x: &Labels| -> Vec<(String, String)> {
+            x.iter().map(|p| (p.name.to_string(), p.value.to_string())).collect()
+        };
+        for x in &sets {
+            for y in &sets {
+                assert_eq!(x.cmp(y), bytes(x).cmp(&bytes(y)), "{x} vs {y}");
+                assert_eq!(x.cmp(y).is_eq(), x == y, "{x} vs {y}");
+            }
+        }
+    }
 
     fn check(pairs: &[(&str, &str)], expected: Result<&str, ModelError>) {
         let got = Labels::from_pairs(pairs.iter().copied()).map(|l| l.to_string());

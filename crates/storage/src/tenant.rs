@@ -382,12 +382,12 @@ impl TenantDb {
                 found.push((b.labels(id).clone(), Source::Block(b.clone(), id)));
             }
         }
-        found.sort_by(|a, b| cmp_labels(&a.0, &b.0));
+        found.sort_by(|a, b| a.0.cmp(&b.0));
         let mut found = found.into_iter().peekable();
         let by_labels = std::iter::from_fn(move || {
             let (labels, first) = found.next()?;
             let mut sources = vec![first];
-            while let Some((_, s)) = found.next_if(|(l, _)| cmp_labels(l, &labels).is_eq()) {
+            while let Some((_, s)) = found.next_if(|(l, _)| *l == labels) {
                 sources.push(s);
             }
             Some((labels, sources))
@@ -859,21 +859,6 @@ impl TenantDb {
 
 /// Merges a sorted run of histogram samples into `acc` (sorted); on equal timestamps the
 /// sample already in `acc` wins, as `merge_into` does for floats.
-/// `a.cmp(b)`, faster for interned labels: a name or value shared by both (the same
-/// interned string) is equal without comparing bytes.
-fn cmp_labels(a: &Labels, b: &Labels) -> std::cmp::Ordering {
-    let eq = |x: &Arc<str>, y: &Arc<str>| {
-        if Arc::ptr_eq(x, y) { std::cmp::Ordering::Equal } else { x.cmp(y) }
-    };
-    for (x, y) in a.iter().zip(b.iter()) {
-        let o = eq(&x.name, &y.name).then_with(|| eq(&x.value, &y.value));
-        if o.is_ne() {
-            return o;
-        }
-    }
-    a.len().cmp(&b.len())
-}
-
 fn merge_histograms(acc: &mut Vec<HistogramSample>, part: Vec<HistogramSample>) {
     if part.is_empty() {
         return;
@@ -898,35 +883,5 @@ fn merge_histograms(acc: &mut Vec<HistogramSample>, part: Vec<HistogramSample>) 
             (None, None) => break,
         };
         acc.extend(next);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// `cmp_labels` orders exactly as `Labels`' own `Ord`, for shared (same `Arc`) and
-    /// separately built (equal bytes, different `Arc`) strings alike.
-    #[test]
-    fn cmp_labels_is_labels_ord() {
-        let l = |pairs: &[(&str, &str)]| Labels::from_pairs(pairs.iter().copied()).unwrap();
-        let a = l(&[("__name__", "up"), ("job", "node")]);
-        let sets = [
-            a.clone(),
-            l(&[("__name__", "up"), ("job", "node")]),
-            l(&[("__name__", "up"), ("job", "node"), ("zone", "a")]),
-            l(&[("__name__", "up"), ("job", "nodf")]),
-            l(&[("__name__", "up"), ("jo", "node")]),
-            l(&[("__name__", "u"), ("job", "node")]),
-            l(&[("__name__", "up")]),
-            Labels::empty(),
-            a.with("instance", "h1"),
-            a.with("instance", "h2"),
-        ];
-        for x in &sets {
-            for y in &sets {
-                assert_eq!(cmp_labels(x, y), x.cmp(y), "{x} vs {y}");
-            }
-        }
     }
 }
