@@ -5,6 +5,8 @@ use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
+pub use arcstr::ArcStr as LabelStr;
+
 use parking_lot::Mutex;
 
 use crate::ModelError;
@@ -12,18 +14,21 @@ use crate::ModelError;
 /// The label holding the metric name.
 pub const METRIC_NAME: &str = "__name__";
 
-/// One label pair. Strings are `Arc<str>` so that an [`Interner`] can share them between series.
+/// One label pair. Strings are [`LabelStr`]s (reference-counted, like `Arc<str>`) so that an
+/// [`Interner`] can share them between series; a `LabelStr` is a thin 8-byte pointer to its
+/// count, length and bytes, so a pair is 16 bytes instead of `Arc<str>`'s 32 (every active
+/// series holds one pair per label: docs/benchmarks/storage.md, RSS per series).
 ///
 /// Ordered by name, then value, byte-wise. The comparison skips the bytes of a string both
 /// sides share (the same interned `Arc`), which most names and many values are.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct Label {
-    pub name: Arc<str>,
-    pub value: Arc<str>,
+    pub name: LabelStr,
+    pub value: LabelStr,
 }
 
-fn cmp_shared(x: &Arc<str>, y: &Arc<str>) -> std::cmp::Ordering {
-    if Arc::ptr_eq(x, y) { std::cmp::Ordering::Equal } else { x.cmp(y) }
+fn cmp_shared(x: &LabelStr, y: &LabelStr) -> std::cmp::Ordering {
+    if LabelStr::ptr_eq(x, y) { std::cmp::Ordering::Equal } else { x.as_str().cmp(y.as_str()) }
 }
 
 impl Ord for Label {
@@ -140,9 +145,10 @@ impl Labels {
         Labels(v.into())
     }
 
-    /// Approximate heap bytes held (not counting sharing through the interner).
+    /// Approximate heap bytes held (not counting sharing through the interner): the slice's
+    /// 16-byte header, 16 bytes per pair, and each string with its 16-byte count and length.
     pub fn heap_bytes(&self) -> usize {
-        self.0.iter().map(|l| l.name.len() + l.value.len() + 32).sum::<usize>() + 16
+        self.0.iter().map(|l| 16 + (l.name.len() + 16) + (l.value.len() + 16)).sum::<usize>() + 16
     }
 }
 
@@ -175,7 +181,7 @@ impl fmt::Debug for Labels {
 /// Collects pairs, then validates and sorts them once.
 #[derive(Default)]
 pub struct LabelsBuilder {
-    pairs: Vec<(Arc<str>, Arc<str>)>,
+    pairs: Vec<(LabelStr, LabelStr)>,
 }
 
 impl LabelsBuilder {
@@ -188,7 +194,7 @@ impl LabelsBuilder {
         self
     }
 
-    pub fn push_interned(&mut self, name: Arc<str>, value: Arc<str>) -> &mut Self {
+    pub fn push_interned(&mut self, name: LabelStr, value: LabelStr) -> &mut Self {
         self.pairs.push((name, value));
         self
     }
@@ -214,7 +220,7 @@ impl LabelsBuilder {
 /// keeps one per tenant head and drops it with the head.
 #[derive(Default)]
 pub struct Interner {
-    set: Mutex<HashSet<Arc<str>, foldhash::fast::RandomState>>,
+    set: Mutex<HashSet<LabelStr, foldhash::fast::RandomState>>,
 }
 
 impl Interner {
@@ -222,12 +228,12 @@ impl Interner {
         Self::default()
     }
 
-    pub fn intern(&self, s: &str) -> Arc<str> {
+    pub fn intern(&self, s: &str) -> LabelStr {
         let mut set = self.set.lock();
         if let Some(a) = set.get(s) {
             return a.clone();
         }
-        let a: Arc<str> = s.into();
+        let a: LabelStr = s.into();
         set.insert(a.clone());
         a
     }
@@ -235,7 +241,7 @@ impl Interner {
     /// Re-points every string of `labels` at the shared copy.
     pub fn intern_labels(&self, labels: &Labels) -> Labels {
         let mut set = self.set.lock();
-        let mut get = |s: &Arc<str>| -> Arc<str> {
+        let mut get = |s: &LabelStr| -> LabelStr {
             if let Some(a) = set.get(s) {
                 return a.clone();
             }
@@ -313,12 +319,21 @@ mod tests {
         assert_eq!(l.keep(&["job"]).to_string(), r#"{job="x"}"#);
     }
 
+    /// Every active series holds one pair per label: two 8-byte string handles, not 32 bytes.
+    #[test]
+    fn a_label_pair_is_two_thin_pointers() {
+        assert_eq!(std::mem::size_of::<Label>(), 16);
+        assert_eq!(std::mem::size_of::<Option<LabelStr>>(), 8);
+        let l = Labels::from_pairs([("job", "x"), ("instance", "h:1")]).unwrap();
+        assert_eq!(l.heap_bytes(), 16 + (16 + 3 + 16 + 1 + 16) + (16 + 8 + 16 + 3 + 16));
+    }
+
     #[test]
     fn interner_shares_strings() {
         let i = Interner::new();
         let a = i.intern_labels(&Labels::from_pairs([("job", "x")]).unwrap());
         let b = i.intern_labels(&Labels::from_pairs([("job", "x")]).unwrap());
-        assert!(Arc::ptr_eq(&a.as_slice()[0].value, &b.as_slice()[0].value));
+        assert!(LabelStr::ptr_eq(&a.as_slice()[0].value, &b.as_slice()[0].value));
         assert_eq!(i.len(), 2);
     }
 }

@@ -13,7 +13,7 @@ mod series_cache;
 mod tenant;
 
 pub use error::ModelError;
-pub use labels::{Interner, Label, Labels, LabelsBuilder, METRIC_NAME};
+pub use labels::{Interner, Label, LabelStr, Labels, LabelsBuilder, METRIC_NAME};
 pub use matcher::{MatchOp, Matcher};
 pub use sample::{
     Exemplar, FloatHistogram, HistogramSample, MetricMetadata, MetricType, STALE_NAN_BITS, Sample,

@@ -124,6 +124,14 @@ impl XorChunk {
         XorChunk { leading: 0xff, ..Default::default() }
     }
 
+    /// An empty chunk that keeps this one's byte buffer (cleared): a series' next chunk is
+    /// usually about as long as its last, so it fills the same allocation without growing it
+    /// step by step (each step a reallocation that can move it and leave a hole behind).
+    pub fn recycle(mut self) -> Self {
+        self.bits.buf.clear();
+        XorChunk { bits: BitWriter { buf: self.bits.buf, used: 0 }, ..XorChunk::new() }
+    }
+
     pub fn count(&self) -> usize {
         self.count as usize
     }
@@ -430,6 +438,35 @@ mod tests {
             c.decode_range(mint, mint + len, &mut got);
             let got: Vec<(i64, u64)> = got.iter().map(|s| (s.t, s.v.to_bits())).collect();
             prop_assert_eq!(got, want);
+        }
+
+        /// A recycled chunk encodes exactly as a new one, in the old chunk's allocation.
+        #[test]
+        fn recycled_chunk_encodes_as_a_new_one(
+            first in proptest::collection::vec((1i64..100_000, proptest::num::f64::ANY), 1..150),
+            second in proptest::collection::vec((1i64..100_000, proptest::num::f64::ANY), 0..150),
+        ) {
+            let fill = |c: &mut XorChunk, s: &[(i64, f64)]| {
+                let mut t = 0;
+                for &(d, v) in s {
+                    t += d;
+                    c.append(t, v);
+                }
+            };
+            let mut old = XorChunk::new();
+            fill(&mut old, &first);
+            let (len, ptr) = (old.byte_len(), old.bytes().as_ptr());
+            let mut recycled = old.recycle();
+            prop_assert_eq!(recycled.count(), 0);
+            prop_assert!(recycled.bits.buf.capacity() >= len);
+            fill(&mut recycled, &second);
+            let mut fresh = XorChunk::new();
+            fill(&mut fresh, &second);
+            prop_assert_eq!(recycled.bytes(), fresh.bytes());
+            prop_assert_eq!(recycled.count(), fresh.count());
+            if fresh.byte_len() <= len {
+                prop_assert_eq!(recycled.bytes().as_ptr(), ptr, "no reallocation");
+            }
         }
 
         #[test]

@@ -227,8 +227,9 @@ impl SeriesData {
             }
         };
         if cut {
-            self.close_open(disk);
-            self.open = Some(XorChunk::new());
+            // The next chunk reuses the closed one's buffer (see `XorChunk::recycle`).
+            let old = self.close_open(disk);
+            self.open = Some(old.map_or_else(XorChunk::new, XorChunk::recycle));
         }
         if let Some(o) = self.open.as_mut() {
             o.append(t, v);
@@ -237,12 +238,13 @@ impl SeriesData {
         Ok(true)
     }
 
-    fn close_open(&mut self, disk: Option<&Arc<ChunkDisk>>) {
-        if let Some(o) = self.open.take()
-            && o.count() > 0
-        {
+    /// Closes the open chunk (if it has samples) and hands its buffer back for reuse.
+    fn close_open(&mut self, disk: Option<&Arc<ChunkDisk>>) -> Option<XorChunk> {
+        let o = self.open.take()?;
+        if o.count() > 0 {
             self.closed.push(ClosedChunk::new(&o, disk));
         }
+        Some(o)
     }
 
     /// Samples in `[mint, maxt]`, sorted, in-order data winning over out-of-order on ties.
@@ -872,6 +874,7 @@ mod tests {
         assert!(std::mem::size_of::<ClosedChunk>() <= 40, "{}", std::mem::size_of::<ClosedChunk>());
         assert!(std::mem::size_of::<SeriesData>() <= 128, "{}", std::mem::size_of::<SeriesData>());
         assert_eq!(std::mem::size_of::<ChunkRef>(), 12);
+        assert_eq!(std::mem::size_of::<model::Label>(), 16);
     }
 
     #[test]

@@ -4,14 +4,13 @@
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
-use std::sync::Arc;
 
-use model::{Labels, Matcher};
+use model::{LabelStr, Labels, Matcher};
 use roaring::RoaringBitmap;
 
 #[derive(Default, Clone)]
 pub struct Postings {
-    map: BTreeMap<Arc<str>, BTreeMap<Arc<str>, RoaringBitmap>>,
+    map: BTreeMap<LabelStr, BTreeMap<LabelStr, RoaringBitmap>>,
     all: RoaringBitmap,
 }
 
@@ -33,7 +32,7 @@ impl Postings {
     }
 
     /// Adds one posting list wholesale (used when loading a block's index).
-    pub fn add_list(&mut self, name: Arc<str>, value: Arc<str>, ids: RoaringBitmap) {
+    pub fn add_list(&mut self, name: LabelStr, value: LabelStr, ids: RoaringBitmap) {
         self.all |= &ids;
         self.map.entry(name).or_default().insert(value, ids);
     }
@@ -68,7 +67,7 @@ impl Postings {
     }
 
     /// Iterates every (name, value, ids) triple in order (for writing a block index).
-    pub fn iter(&self) -> impl Iterator<Item = (&Arc<str>, &Arc<str>, &RoaringBitmap)> {
+    pub fn iter(&self) -> impl Iterator<Item = (&LabelStr, &LabelStr, &RoaringBitmap)> {
         self.map.iter().flat_map(|(n, vs)| vs.iter().map(move |(v, ids)| (n, v, ids)))
     }
 

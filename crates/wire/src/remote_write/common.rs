@@ -2,10 +2,9 @@
 //! label validation, and the messages with the same layout in both (Sample, Histogram).
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use model::{
-    FloatHistogram, Interner, Label, Labels, METRIC_NAME, MetricType, Sample, SeriesCache,
+    FloatHistogram, Interner, Label, LabelStr, Labels, METRIC_NAME, MetricType, Sample, SeriesCache,
     SeriesKey, SeriesRef, Span, Timestamp,
 };
 
@@ -49,9 +48,9 @@ pub(super) struct Ctx<'a, 'i> {
     pub(super) limits: &'i DecodeLimits,
     /// Per-request cache in front of the shared interner: one hash lookup and no lock for a
     /// string seen before in this request, and its UTF-8 checked once.
-    cache: HashMap<&'a [u8], Arc<str>, foldhash::fast::RandomState>,
+    cache: HashMap<&'a [u8], LabelStr, foldhash::fast::RandomState>,
     /// Remote write 2.0: the interned copy of each symbol, filled on first use.
-    symbols: Vec<Option<Arc<str>>>,
+    symbols: Vec<Option<LabelStr>>,
     /// The previous series' label set and its raw (name, value) bytes, aligned: senders send
     /// series of one target one after another, so most strings equal the previous series'
     /// string at the same position, and a byte comparison finds them without hashing.
@@ -139,7 +138,7 @@ impl<'a, 'i> Ctx<'a, 'i> {
         &mut self,
         s: Str<'a>,
         what: &'static str,
-    ) -> Result<Arc<str>, InvalidReason> {
+    ) -> Result<LabelStr, InvalidReason> {
         if let Some(Some(a)) = self.symbols.get(s.sym as usize) {
             return Ok(a.clone());
         }

@@ -621,7 +621,7 @@ fn interning_shares_strings_across_requests() {
     let x = decode_write_v1(&b, &interner, &d()).unwrap();
     let y = decode_write_v1(&b, &interner, &d()).unwrap();
     let (lx, ly) = (&x.batch.series[0].labels, &y.batch.series[0].labels);
-    assert!(std::sync::Arc::ptr_eq(&lx.as_slice()[0].value, &ly.as_slice()[0].value));
+    assert!(model::LabelStr::ptr_eq(&lx.as_slice()[0].value, &ly.as_slice()[0].value));
     assert_eq!(interner.len(), 4);
     assert_eq!(x.received, DecodeCounts { series: 1, samples: 1, ..Default::default() });
 }

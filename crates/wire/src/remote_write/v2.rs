@@ -2,7 +2,6 @@
 //! resolving label references through the request's symbols table.
 
 use std::collections::HashSet;
-use std::sync::Arc;
 
 use model::{Exemplar, Interner, MetricMetadata, SeriesCache, SeriesKey, SeriesWrite};
 
@@ -76,7 +75,7 @@ struct Decoder<'a, 'i> {
     refs: Vec<u32>,
     pairs: RawPairs<'a>,
     ex_pairs: RawPairs<'a>,
-    seen_metadata: HashSet<Arc<str>>,
+    seen_metadata: HashSet<model::LabelStr>,
 }
 
 /// Per-series metadata as sent: (type, help_ref, unit_ref).
