@@ -4,8 +4,8 @@
 use std::collections::HashMap;
 
 use model::{
-    FloatHistogram, Interner, Label, LabelStr, Labels, METRIC_NAME, MetricType, Sample, SeriesCache,
-    SeriesKey, SeriesRef, Span, Timestamp,
+    FloatHistogram, Interner, Label, LabelStr, Labels, METRIC_NAME, MetricType, Sample,
+    SeriesCache, SeriesKey, SeriesRef, Span, Timestamp,
 };
 
 use super::{DecodeLimits, DecodedWrite, InvalidReason, InvalidSeries, MAX_INVALID_DETAILS};
