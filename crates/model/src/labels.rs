@@ -20,7 +20,7 @@ pub const METRIC_NAME: &str = "__name__";
 /// series holds one pair per label: docs/benchmarks/storage.md, RSS per series).
 ///
 /// Ordered by name, then value, byte-wise. The comparison skips the bytes of a string both
-/// sides share (the same interned `Arc`), which most names and many values are.
+/// sides share (the same interned string), which most names and many values are.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct Label {
     pub name: LabelStr,
