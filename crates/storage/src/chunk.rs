@@ -1,15 +1,16 @@
 //! Gorilla-style XOR chunks for the in-memory head: delta-of-delta timestamps and XOR'd
 //! float values, bit-packed. The byte layout is in docs/format/chunk.md.
 
-/// Appends bits MSB-first into a byte vector.
-#[derive(Clone, Default)]
-struct BitWriter {
-    buf: Vec<u8>,
+/// Appends bits MSB-first into a byte vector: a view of an [`XorChunk`]'s buffer and bit
+/// position, which the chunk holds as its own fields so that they pack with its other small
+/// ones (a struct of the two would pad to 32 bytes and the chunk to 72).
+struct BitWriter<'a> {
+    buf: &'a mut Vec<u8>,
     /// Bits used in the last byte (0 means the last byte is full or there is none).
-    used: u8,
+    used: &'a mut u8,
 }
 
-impl BitWriter {
+impl BitWriter<'_> {
     /// Appends a zero byte, growing in small exact steps: thousands of open chunks live at
     /// once, and doubling would leave a quarter of their bytes unused on average.
     fn push_byte(&mut self) {
@@ -20,30 +21,30 @@ impl BitWriter {
     }
 
     fn write_bit(&mut self, bit: bool) {
-        if self.used == 0 {
+        if *self.used == 0 {
             self.push_byte();
         }
         if bit {
             let last = self.buf.len() - 1;
-            self.buf[last] |= 1 << (7 - self.used);
+            self.buf[last] |= 1 << (7 - *self.used);
         }
-        self.used = (self.used + 1) % 8;
+        *self.used = (*self.used + 1) % 8;
     }
 
     fn write_bits(&mut self, value: u64, n: u8) {
         // Fast path: write whole bytes where aligned, else bit by bit in small groups.
         let mut n = n;
         while n > 0 {
-            if self.used == 0 {
+            if *self.used == 0 {
                 self.push_byte();
             }
-            let free = 8 - self.used;
+            let free = 8 - *self.used;
             let take = free.min(n);
             let shift = n - take;
             let bits = ((value >> shift) & ((1u64 << take) - 1)) as u8;
             let last = self.buf.len() - 1;
             self.buf[last] |= bits << (free - take);
-            self.used = (self.used + take) % 8;
+            *self.used = (*self.used + take) % 8;
             n -= take;
         }
     }
@@ -109,7 +110,9 @@ fn fits(v: i64, bits: u8) -> bool {
 /// An append-only XOR chunk. Appends must have increasing timestamps (the head guarantees it).
 #[derive(Clone, Default)]
 pub struct XorChunk {
-    bits: BitWriter,
+    buf: Vec<u8>,
+    /// Bits used in the last byte of `buf` (see [`BitWriter`]).
+    used: u8,
     count: u16,
     first_t: i64,
     last_t: i64,
@@ -117,6 +120,10 @@ pub struct XorChunk {
     last_v: u64,
     leading: u8,
     trailing: u8,
+    /// `last_t` and `last_v` hold the previous chunk's newest sample while this one is empty
+    /// (set by [`XorChunk::recycle`]): the head reads a series' newest sample from its open
+    /// chunk, so it keeps no copy of its own. Sits in padding: the chunk stays 64 bytes.
+    carried: bool,
 }
 
 impl XorChunk {
@@ -127,9 +134,35 @@ impl XorChunk {
     /// An empty chunk that keeps this one's byte buffer (cleared): a series' next chunk is
     /// usually about as long as its last, so it fills the same allocation without growing it
     /// step by step (each step a reallocation that can move it and leave a hole behind).
+    /// It carries this chunk's newest sample ([`XorChunk::last`]) until its own first append.
     pub fn recycle(mut self) -> Self {
-        self.bits.buf.clear();
-        XorChunk { bits: BitWriter { buf: self.bits.buf, used: 0 }, ..XorChunk::new() }
+        self.buf.clear();
+        let last = self.last();
+        XorChunk {
+            buf: self.buf,
+            last_t: last.map_or(0, |l| l.0),
+            last_v: last.map_or(0, |l| l.1),
+            carried: last.is_some(),
+            ..XorChunk::new()
+        }
+    }
+
+    /// Like [`XorChunk::recycle`] but frees the byte buffer: for a series whose chunk left
+    /// the head and may not be written again soon.
+    pub fn retire(self) -> Self {
+        let mut c = self.recycle();
+        c.buf = Vec::new();
+        c
+    }
+
+    /// The newest sample appended (time and value bits), or the one carried over from the
+    /// chunk this one was recycled from while it is empty; `None` for a new, empty chunk.
+    pub fn last(&self) -> Option<(i64, u64)> {
+        (self.count > 0 || self.carried).then_some((self.last_t, self.last_v))
+    }
+
+    fn bits(&mut self) -> BitWriter<'_> {
+        BitWriter { buf: &mut self.buf, used: &mut self.used }
     }
 
     pub fn count(&self) -> usize {
@@ -146,24 +179,24 @@ impl XorChunk {
 
     /// Encoded size in bytes (what the chunk costs in memory, besides its fixed fields).
     pub fn byte_len(&self) -> usize {
-        self.bits.buf.len()
+        self.buf.len()
     }
 
     pub fn bytes(&self) -> &[u8] {
-        &self.bits.buf
+        &self.buf
     }
 
     pub fn append(&mut self, t: i64, v: f64) {
         let vb = v.to_bits();
         match self.count {
             0 => {
-                self.bits.write_bits(t as u64, 64);
-                self.bits.write_bits(vb, 64);
+                self.bits().write_bits(t as u64, 64);
+                self.bits().write_bits(vb, 64);
                 self.first_t = t;
             }
             1 => {
                 let delta = t - self.last_t;
-                write_varint(&mut self.bits, delta);
+                write_varint(&mut self.bits(), delta);
                 self.write_value(vb);
                 self.last_delta = delta;
             }
@@ -171,15 +204,15 @@ impl XorChunk {
                 let delta = t - self.last_t;
                 let dod = delta.wrapping_sub(self.last_delta);
                 if dod == 0 {
-                    self.bits.write_bit(false);
+                    self.bits().write_bit(false);
                 } else if let Some(&(prefix, plen, vbits)) =
                     DOD_BUCKETS.iter().find(|(_, _, b)| fits(dod, *b))
                 {
-                    self.bits.write_bits(prefix, plen);
-                    self.bits.write_bits(dod as u64 & ((1 << vbits) - 1), vbits);
+                    self.bits().write_bits(prefix, plen);
+                    self.bits().write_bits(dod as u64 & ((1 << vbits) - 1), vbits);
                 } else {
-                    self.bits.write_bits(0b1111, 4);
-                    self.bits.write_bits(dod as u64, 64);
+                    self.bits().write_bits(0b1111, 4);
+                    self.bits().write_bits(dod as u64, 64);
                 }
                 self.write_value(vb);
                 self.last_delta = delta;
@@ -193,27 +226,28 @@ impl XorChunk {
     fn write_value(&mut self, vb: u64) {
         let x = vb ^ self.last_v;
         if x == 0 {
-            self.bits.write_bit(false);
+            self.bits().write_bit(false);
             return;
         }
-        self.bits.write_bit(true);
+        self.bits().write_bit(true);
         let mut leading = (x.leading_zeros() as u8).min(31);
         let trailing = x.trailing_zeros() as u8;
         if self.leading != 0xff && leading >= self.leading && trailing >= self.trailing {
-            self.bits.write_bit(false);
+            self.bits().write_bit(false);
             let sig = 64 - self.leading - self.trailing;
-            self.bits.write_bits(x >> self.trailing, sig);
+            let trailing = self.trailing;
+            self.bits().write_bits(x >> trailing, sig);
             return;
         }
-        self.bits.write_bit(true);
+        self.bits().write_bit(true);
         if leading > 31 {
             leading = 31;
         }
         let sig = 64 - leading - trailing;
-        self.bits.write_bits(leading as u64, 5);
+        self.bits().write_bits(leading as u64, 5);
         // 64 significant bits is stored as 0: it cannot otherwise occur.
-        self.bits.write_bits((sig % 64) as u64, 6);
-        self.bits.write_bits(x >> trailing, sig);
+        self.bits().write_bits((sig % 64) as u64, 6);
+        self.bits().write_bits(x >> trailing, sig);
         self.leading = leading;
         self.trailing = trailing;
     }
@@ -221,16 +255,16 @@ impl XorChunk {
     /// Decodes every sample into `out`.
     pub fn decode_into(&self, out: &mut Vec<(i64, f64)>) {
         // Our own encoder wrote these bytes; a decode failure here is a bug, so stop at it.
-        let _ = decode(&self.bits.buf, self.count as usize, out);
+        let _ = decode(&self.buf, self.count as usize, out);
     }
 
     /// Decodes the samples in `[mint, maxt]` into `out` (see [`decode_range`]).
     pub fn decode_range(&self, mint: i64, maxt: i64, out: &mut Vec<model::Sample>) {
-        let _ = decode_range(&self.bits.buf, self.count as usize, mint, maxt, out);
+        let _ = decode_range(&self.buf, self.count as usize, mint, maxt, out);
     }
 }
 
-fn write_varint(w: &mut BitWriter, v: i64) {
+fn write_varint(w: &mut BitWriter<'_>, v: i64) {
     // zig-zag, then 7-bit groups with a continuation bit, as bytes.
     let mut u = ((v << 1) ^ (v >> 63)) as u64;
     loop {
@@ -456,14 +490,22 @@ mod tests {
             let mut old = XorChunk::new();
             fill(&mut old, &first);
             let (len, ptr) = (old.byte_len(), old.bytes().as_ptr());
+            let newest = old.last();
+            let newest_t: i64 = first.iter().map(|s| s.0).sum();
+            prop_assert_eq!(newest, Some((newest_t, first.last().unwrap().1.to_bits())));
             let mut recycled = old.recycle();
             prop_assert_eq!(recycled.count(), 0);
-            prop_assert!(recycled.bits.buf.capacity() >= len);
+            prop_assert_eq!(recycled.last(), newest, "carried until the first append");
+            prop_assert_eq!(recycled.clone().recycle().last(), newest, "and through an empty recycle");
+            prop_assert_eq!(recycled.clone().retire().last(), newest);
+            prop_assert_eq!(recycled.clone().retire().buf.capacity(), 0, "retire frees the buffer");
+            prop_assert!(recycled.buf.capacity() >= len);
             fill(&mut recycled, &second);
             let mut fresh = XorChunk::new();
             fill(&mut fresh, &second);
             prop_assert_eq!(recycled.bytes(), fresh.bytes());
             prop_assert_eq!(recycled.count(), fresh.count());
+            prop_assert_eq!(recycled.last(), if second.is_empty() { newest } else { fresh.last() });
             if fresh.byte_len() <= len {
                 prop_assert_eq!(recycled.bytes().as_ptr(), ptr, "no reallocation");
             }

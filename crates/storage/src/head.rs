@@ -114,9 +114,10 @@ impl ClosedChunk {
 #[derive(Default)]
 pub struct SeriesData {
     closed: Vec<ClosedChunk>,
+    /// The chunk being appended to. After a cut it may be empty: it then carries the newest
+    /// in-order sample (`XorChunk::last`), which the duplicate and out-of-order rules and
+    /// series garbage collection read; the head keeps no other copy of it.
     open: Option<XorChunk>,
-    /// Newest in-order sample: time and value bits.
-    last: Option<(i64, u64)>,
     /// Out-of-order samples and native histograms, which most series never have: boxed, and
     /// `None` until the first one.
     rare: Option<Box<RareData>>,
@@ -157,7 +158,7 @@ impl SeriesData {
 
     fn is_empty(&self) -> bool {
         self.closed.is_empty()
-            && self.open.is_none()
+            && self.open.as_ref().is_none_or(|o| o.count() == 0)
             && self.ooo().is_empty()
             && self.hist().samples.is_empty()
     }
@@ -199,7 +200,8 @@ impl SeriesData {
         {
             return Err(RejectReason::OutOfBounds { t, min_valid: min });
         }
-        match self.last {
+        // The newest in-order sample, from the open chunk (carried over while it is empty).
+        match self.open.as_ref().and_then(XorChunk::last) {
             Some((lt, lv)) if t == lt => {
                 return if lv == bits {
                     Ok(false)
@@ -221,6 +223,7 @@ impl SeriesData {
         }
         let cut = match &self.open {
             None => true,
+            Some(o) if o.count() == 0 => false,
             Some(o) => {
                 o.count() >= CHUNK_SAMPLES
                     || t.div_euclid(chunk_range) != o.min_time().div_euclid(chunk_range)
@@ -234,7 +237,6 @@ impl SeriesData {
         if let Some(o) = self.open.as_mut() {
             o.append(t, v);
         }
-        self.last = Some((t, bits));
         Ok(true)
     }
 
@@ -290,8 +292,8 @@ impl SeriesData {
     fn take_before(&mut self, upto: i64) -> CutData {
         if self.open.as_ref().is_some_and(|o| o.count() > 0 && o.max_time() < upto) {
             // Kept on the heap: it leaves the head with this cut, and a chunk file written now
-            // would outlive it.
-            self.close_open(None);
+            // would outlive it. The empty chunk left behind keeps only the newest sample.
+            self.open = self.close_open(None).map(XorChunk::retire);
         }
         let (old, keep): (Vec<ClosedChunk>, Vec<ClosedChunk>) =
             std::mem::take(&mut self.closed).into_iter().partition(|c| c.max_t < upto);
@@ -713,7 +715,7 @@ impl Head {
         all.iter()
             .map(|s| {
                 let d = s.data.lock();
-                d.closed.len() + usize::from(d.open.is_some())
+                d.closed.len() + usize::from(d.open.as_ref().is_some_and(|o| o.count() > 0))
             })
             .sum()
     }
@@ -772,7 +774,7 @@ impl Head {
         for s in self.all_series() {
             let d = s.data.lock();
             let stale = d.is_empty()
-                && d.last.is_none_or(|(t, _)| t < before)
+                && d.open.as_ref().and_then(XorChunk::last).is_none_or(|(t, _)| t < before)
                 && d.hist().last.is_none_or(|t| t < before);
             drop(d);
             if stale {
@@ -867,12 +869,44 @@ mod tests {
         assert_eq!(samples(&h, &s), vec![(1_000_000, 1.0), (1_500_000, 1.5), (2_000_000, 2.0)]);
     }
 
+    /// The newest in-order sample lives only in the open chunk: after a cut took the open
+    /// chunk away, the empty chunk left behind (its buffer freed) still decides duplicates of
+    /// that sample and keeps the series from garbage collection until it is old enough.
+    #[test]
+    fn newest_sample_survives_a_cut_of_the_open_chunk() {
+        let h = head();
+        let l = Labels::from_pairs([("__name__", "x")]).unwrap();
+        let s = h.create(&l, None);
+        let app = |t: i64, v: f64| h.append_series(&s, &[Sample { t, v }], false, |_, _| {});
+        let pts: Vec<Sample> = (0..480).map(|i| Sample { t: i * 15_000, v: i as f64 }).collect();
+        assert_eq!(h.append_series(&s, &pts, false, |_, _| {}).0, 480);
+        assert_eq!(h.cut(7_200_000).len(), 1);
+        {
+            let d = s.data.lock();
+            let o = d.open.as_ref().unwrap();
+            assert_eq!((o.count(), o.bytes().len()), (0, 0), "nothing left in the head");
+            assert_eq!(o.last(), Some((7_185_000, 479f64.to_bits())));
+        }
+        assert_eq!(h.num_chunks(), 0, "an empty open chunk is not a chunk");
+        assert_eq!(h.gc(7_185_000), 0, "written at 7_185_000: not stale before it");
+        assert_eq!(app(7_185_000, 479.0).0, 0, "same value: no-op");
+        assert_eq!(app(7_185_000, 1.0).1[0].0, RejectReason::DuplicateTimestamp { t: 7_185_000 });
+        assert!(samples(&h, &s).is_empty());
+        assert_eq!(app(7_200_000, 2.0).0, 1);
+        assert_eq!(app(7_215_000, 3.0).0, 1);
+        assert_eq!(samples(&h, &s), vec![(7_200_000, 2.0), (7_215_000, 3.0)]);
+        assert_eq!(h.num_chunks(), 1);
+        assert_eq!(h.cut(7_220_000).len(), 1);
+        assert_eq!(h.gc(7_215_001), 1, "empty and older than the bound: collected");
+    }
+
     /// Resident memory per series: the per-series structures keep the sizes the head's memory
     /// figures were measured with (docs/benchmarks/storage.md); a new field must pay its way.
     #[test]
     fn per_series_structures_stay_small() {
         assert!(std::mem::size_of::<ClosedChunk>() <= 40, "{}", std::mem::size_of::<ClosedChunk>());
-        assert!(std::mem::size_of::<SeriesData>() <= 128, "{}", std::mem::size_of::<SeriesData>());
+        assert!(std::mem::size_of::<SeriesData>() <= 96, "{}", std::mem::size_of::<SeriesData>());
+        assert!(std::mem::size_of::<XorChunk>() <= 64, "{}", std::mem::size_of::<XorChunk>());
         assert_eq!(std::mem::size_of::<ChunkRef>(), 12);
         assert_eq!(std::mem::size_of::<model::Label>(), 16);
     }
