@@ -907,6 +907,7 @@ mod tests {
         assert!(std::mem::size_of::<ClosedChunk>() <= 40, "{}", std::mem::size_of::<ClosedChunk>());
         assert!(std::mem::size_of::<SeriesData>() <= 96, "{}", std::mem::size_of::<SeriesData>());
         assert!(std::mem::size_of::<XorChunk>() <= 64, "{}", std::mem::size_of::<XorChunk>());
+        assert!(std::mem::size_of::<MemSeries>() <= 128, "{}", std::mem::size_of::<MemSeries>());
         assert_eq!(std::mem::size_of::<ChunkRef>(), 12);
         assert_eq!(std::mem::size_of::<model::Label>(), 16);
     }
