@@ -244,9 +244,9 @@ impl TenantDb {
             }
         }
         for (sw, s) in batch.series.iter().zip(&resolved) {
-            if let (SeriesKey::Miss(hash), Some(s)) = (&sw.key, s) {
+            if let (SeriesKey::Miss(id), Some(s)) = (&sw.key, s) {
                 // `s` was resolved by exactly the labels the decoder built from these bytes.
-                self.series_cache.insert(*hash, s.clone());
+                self.series_cache.insert(*id, s.clone());
             }
         }
         let n = batch.sample_count();
