@@ -6,11 +6,16 @@ use crate::{
     TenantId, Timestamp,
 };
 
+/// The samples of one [`SeriesWrite`].
+pub type Samples = smallvec::SmallVec<[Sample; 1]>;
+
 /// One series' share of a write: its labels and the samples to append, in any order.
 #[derive(Clone, Debug, Default)]
 pub struct SeriesWrite {
     pub labels: Labels,
-    pub samples: Vec<Sample>,
+    /// Inline when there is one sample (a scrape-driven sender's usual series), so decoding a
+    /// request allocates nothing per series; build one with `vec![..].into()` or `[s].into()`.
+    pub samples: Samples,
     pub histograms: Vec<(Timestamp, FloatHistogram)>,
     pub exemplars: Vec<Exemplar>,
     /// How the decoder resolved the series against the tenant's [`crate::SeriesCache`]

@@ -10,7 +10,7 @@ use crate::{dump, labels, opts, tenant};
 fn write(db: &Db, l: &Labels, t: i64, key: SeriesKey) -> model::AppendOutcome {
     let sw = SeriesWrite {
         labels: l.clone(),
-        samples: vec![Sample { t, v: t as f64 }],
+        samples: [Sample { t, v: t as f64 }].into(),
         key,
         ..Default::default()
     };
@@ -66,7 +66,7 @@ fn a_batch_creating_one_series_twice_creates_it_once_and_keeps_every_sample() {
     write(&db, &b, 500, SeriesKey::None);
     let sw = |l: &Labels, t: i64, key: SeriesKey| SeriesWrite {
         labels: l.clone(),
-        samples: vec![Sample { t, v: t as f64 }],
+        samples: [Sample { t, v: t as f64 }].into(),
         key,
         ..Default::default()
     };
