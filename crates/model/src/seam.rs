@@ -19,7 +19,9 @@ pub struct SeriesWrite {
     pub histograms: Vec<(Timestamp, FloatHistogram)>,
     pub exemplars: Vec<Exemplar>,
     /// How the decoder resolved the series against the tenant's [`crate::SeriesCache`]
-    /// (`SeriesKey::None` when it used none). `labels` is always set.
+    /// (`SeriesKey::None` when it used none). `labels` is set unless the key is a
+    /// `SeriesKey::Hit`: then a decoder may leave it empty (the remote write 1.0 decoder does),
+    /// and the series' labels are the handle's (`SeriesHandle::labels`).
     pub key: SeriesKey,
 }
 

@@ -8,8 +8,10 @@ use storage::Db;
 use crate::{dump, labels, opts, tenant};
 
 fn write(db: &Db, l: &Labels, t: i64, key: SeriesKey) -> model::AppendOutcome {
+    // A hit leaves its labels to the handle, as the remote write 1.0 decoder sends it.
+    let labels = if matches!(key, SeriesKey::Hit(_)) { Labels::default() } else { l.clone() };
     let sw = SeriesWrite {
-        labels: l.clone(),
+        labels,
         samples: [Sample { t, v: t as f64 }].into(),
         key,
         ..Default::default()
@@ -33,6 +35,15 @@ fn cached_series_are_used_only_while_the_head_holds_them() {
     // A hit appends to its series, even with the labels left to the handle.
     let o = write(&db, &a, 2000, SeriesKey::Hit(hit.clone()));
     assert_eq!((o.samples_written, o.series_created), (1, 0));
+    // A rejection through a hit names the series by the handle's labels.
+    let dup = SeriesWrite {
+        samples: [Sample { t: 2000, v: -1.0 }].into(),
+        key: SeriesKey::Hit(hit.clone()),
+        ..Default::default()
+    };
+    let o = db.append(&tenant(), WriteBatch { series: vec![dup], metadata: vec![] }).unwrap();
+    assert_eq!(o.samples_written, 0);
+    assert_eq!(o.rejected.iter().map(|r| &r.labels).collect::<Vec<_>>(), vec![&a]);
     // A second Miss in the same bucket (equal low 64 bits of the identity) does not displace
     // a live series: `b` stays on the slow path.
     write(&db, &b, 2000, SeriesKey::Miss(42 | (1 << 64)));
@@ -95,4 +106,43 @@ fn a_batch_creating_one_series_twice_creates_it_once_and_keeps_every_sample() {
     drop((t, db));
     let db = Db::open(opts(dir.path())).unwrap();
     assert_eq!(dump(&db, &[]), want, "after WAL replay");
+}
+
+/// A handle that is not storage's own (storage's caches never hand one out).
+struct Foreign(Labels);
+
+impl model::SeriesHandle for Foreign {
+    fn labels(&self) -> &Labels {
+        &self.0
+    }
+    fn is_live(&self) -> bool {
+        true
+    }
+    fn as_any(self: std::sync::Arc<Self>) -> std::sync::Arc<dyn std::any::Any + Send + Sync> {
+        self
+    }
+}
+
+#[test]
+fn a_foreign_handle_is_resolved_by_its_labels_and_without_them_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(opts(dir.path())).unwrap();
+    let a = labels("m", 1);
+    let h = || SeriesKey::Hit(std::sync::Arc::new(Foreign(a.clone())));
+    let with = SeriesWrite {
+        labels: a.clone(),
+        samples: [Sample { t: 1000, v: 1.0 }].into(),
+        key: h(),
+        ..Default::default()
+    };
+    let o = db.append(&tenant(), WriteBatch { series: vec![with], metadata: vec![] }).unwrap();
+    assert_eq!((o.samples_written, o.series_created), (1, 1));
+    let without = SeriesWrite {
+        samples: [Sample { t: 2000, v: 2.0 }].into(),
+        key: h(),
+        ..Default::default()
+    };
+    let e = db.append(&tenant(), WriteBatch { series: vec![without], metadata: vec![] });
+    assert!(e.unwrap_err().to_string().contains("not this storage's"));
+    assert_eq!(dump(&db, &[]), vec![(a.to_string(), vec![(1000, 1.0)])]);
 }
