@@ -20,8 +20,8 @@ pub use sample::{
     Span, is_stale_nan, stale_nan,
 };
 pub use seam::{
-    AppendOutcome, Appendable, Queryable, RejectReason, Rejection, SeamError, SelectHints, Series,
-    SeriesIter, SeriesWrite, WriteBatch,
+    AppendOutcome, Appendable, Queryable, RejectReason, Rejection, Samples, SeamError, SelectHints,
+    Series, SeriesIter, SeriesWrite, WriteBatch,
 };
 pub use series_cache::{SeriesCache, SeriesHandle, SeriesKey, SeriesRef};
 pub use tenant::TenantId;

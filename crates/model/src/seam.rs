@@ -6,15 +6,22 @@ use crate::{
     TenantId, Timestamp,
 };
 
+/// The samples of one [`SeriesWrite`].
+pub type Samples = smallvec::SmallVec<[Sample; 1]>;
+
 /// One series' share of a write: its labels and the samples to append, in any order.
 #[derive(Clone, Debug, Default)]
 pub struct SeriesWrite {
     pub labels: Labels,
-    pub samples: Vec<Sample>,
+    /// Inline when there is one sample (a scrape-driven sender's usual series), so decoding a
+    /// request allocates nothing per series; build one with `vec![..].into()` or `[s].into()`.
+    pub samples: Samples,
     pub histograms: Vec<(Timestamp, FloatHistogram)>,
     pub exemplars: Vec<Exemplar>,
     /// How the decoder resolved the series against the tenant's [`crate::SeriesCache`]
-    /// (`SeriesKey::None` when it used none). `labels` is always set.
+    /// (`SeriesKey::None` when it used none). `labels` is set unless the key is a
+    /// `SeriesKey::Hit`: then a decoder may leave it empty (the remote write 1.0 decoder does),
+    /// and the series' labels are the handle's (`SeriesHandle::labels`).
     pub key: SeriesKey,
 }
 

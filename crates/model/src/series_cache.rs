@@ -1,16 +1,23 @@
-//! The seam type of the ingest fast path: a per-tenant cache from the hash of a series' labels
-//! *as sent* (their canonical wire bytes) to storage's handle on that series, so a decoder can
-//! resolve a known series without building, interning, validating or hashing a label set.
+//! The seam type of the ingest fast path: a per-tenant cache from the *identity* of a series'
+//! labels as sent (a 128-bit seeded hash of their canonical wire bytes) to storage's handle on
+//! that series, so a decoder can resolve a known series without building, interning,
+//! validating or even reading a label set.
 //!
 //! Storage owns one cache per tenant and fills it; decoders (wire) read it. The cache holds no
-//! bytes: a decoder hashes a series' raw label bytes, gets a candidate, and accepts it only if
-//! the raw bytes are exactly the canonical encoding of the candidate's labels (wire checks that,
-//! one byte comparison). Invariants, each tested in `wire` and `storage`:
+//! bytes: a decoder hashes a series' raw label bytes once (xxh3-128 under a per-cache random
+//! seed) and a hit is an entry with the same 128 bits. Equal identities are trusted to mean
+//! equal bytes (see ARCHITECTURE.md, "Series cache invariants", for why that is safe: an
+//! accidental collision needs on the order of 2^64 series, and even a constructed one can only
+//! send a tenant's samples to another series of the same tenant). Invariants, each tested in
+//! `model`, `wire` and `storage`:
+//! - a hit needs all 128 bits equal: entries are bucketed by the low 64, and an entry whose
+//!   high 64 differ is a miss (the second series stays on the slow path);
 //! - a candidate is only ever returned for a series storage still holds ([`SeriesHandle::is_live`]
 //!   is checked here and again by storage under its append gate), so a stale entry can never
 //!   send samples to a dropped or different series;
-//! - at most one entry per series (its canonical bytes have one hash), so the cache is bounded
-//!   by the head's series count; entries of dropped series are purged by [`SeriesCache::purge_dead`];
+//! - at most one entry per series (only canonical bytes are cached, and a series has one
+//!   canonical encoding), so the cache is bounded by the head's series count; entries of
+//!   dropped series are purged by [`SeriesCache::purge_dead`];
 //! - only series a decoder validated are inserted (storage inserts after appending a series that
 //!   came with [`SeriesKey::Miss`]), so a hit means these exact bytes passed validation before.
 
@@ -47,9 +54,10 @@ pub enum SeriesKey {
     None,
     /// The cache knew the series: storage uses the handle if it is still live.
     Hit(SeriesRef),
-    /// The cache did not know the series; its raw bytes were canonical and hash to this value.
-    /// Storage caches the series it resolves for these labels under it.
-    Miss(u64),
+    /// The cache did not know the series; its raw bytes were canonical and have this identity
+    /// ([`SeriesCache::identity`]). Storage caches the series it resolves for these labels
+    /// under it.
+    Miss(u128),
 }
 
 impl fmt::Debug for SeriesKey {
@@ -64,7 +72,7 @@ impl fmt::Debug for SeriesKey {
 
 const SHARDS: usize = 64;
 
-/// Keys are already foldhash outputs: the maps use them as they are.
+/// Keys are already the low 64 bits of an xxh3 identity: the maps use them as they are.
 #[derive(Default)]
 struct IdentityHasher(u64);
 
@@ -82,11 +90,17 @@ impl Hasher for IdentityHasher {
     }
 }
 
-type Shard = RwLock<HashMap<u64, SeriesRef, BuildHasherDefault<IdentityHasher>>>;
+/// One cached series: the high 64 bits of its identity (the map key holds the low 64).
+struct Entry {
+    high: u64,
+    series: SeriesRef,
+}
 
-/// Hash of canonical label bytes → series, sharded for low contention between writers.
+type Shard = RwLock<HashMap<u64, Entry, BuildHasherDefault<IdentityHasher>>>;
+
+/// Identity of canonical label bytes → series, sharded for low contention between writers.
 pub struct SeriesCache {
-    hasher: foldhash::quality::RandomState,
+    seed: u64,
     shards: Box<[Shard]>,
     len: AtomicUsize,
 }
@@ -94,7 +108,9 @@ pub struct SeriesCache {
 impl Default for SeriesCache {
     fn default() -> Self {
         SeriesCache {
-            hasher: Default::default(),
+            // A fresh random seed per cache (foldhash seeds its states from the process' random
+            // source), so identities cannot be precomputed from outside the process.
+            seed: foldhash::quality::RandomState::default().hash_one(0x5e71e5_u64),
             shards: (0..SHARDS).map(|_| RwLock::new(HashMap::default())).collect(),
             len: AtomicUsize::new(0),
         }
@@ -106,35 +122,45 @@ impl SeriesCache {
         SeriesCache::default()
     }
 
-    /// The hash of raw label bytes under this cache's (per-process random) seed.
-    pub fn hash(&self, raw: &[u8]) -> u64 {
-        self.hasher.hash_one(raw)
+    /// The identity of raw label bytes: their xxh3-128 hash under this cache's random seed.
+    pub fn identity(&self, raw: &[u8]) -> u128 {
+        xxhash_rust::xxh3::xxh3_128_with_seed(raw, self.seed)
     }
 
-    fn shard(&self, hash: u64) -> &Shard {
+    /// (map key, high half) of an identity.
+    fn split(id: u128) -> (u64, u64) {
+        (id as u64, (id >> 64) as u64)
+    }
+
+    fn shard(&self, key: u64) -> &Shard {
         // Middle bits: the map itself uses the low bits for buckets and the top ones as tags.
-        &self.shards[((hash >> 32) as usize) % SHARDS]
+        &self.shards[((key >> 32) as usize) % SHARDS]
     }
 
-    /// The live series cached under `hash`, if any. The caller must still check that its raw
-    /// bytes are the canonical encoding of the candidate's labels.
-    pub fn candidate(&self, hash: u64) -> Option<SeriesRef> {
-        let s = self.shard(hash).read().get(&hash).cloned()?;
+    /// The live series cached under exactly this identity (all 128 bits), if any.
+    pub fn get(&self, id: u128) -> Option<SeriesRef> {
+        let (key, high) = Self::split(id);
+        let s = {
+            let m = self.shard(key).read();
+            let e = m.get(&key).filter(|e| e.high == high)?;
+            e.series.clone()
+        };
         s.is_live().then_some(s)
     }
 
-    /// Caches `series` under `hash` unless a live series already holds it (a hash collision:
-    /// the second series simply stays on the slow path). Returns whether it was inserted.
-    pub fn insert(&self, hash: u64, series: SeriesRef) -> bool {
-        let mut m = self.shard(hash).write();
-        match m.get_mut(&hash) {
-            Some(old) if old.is_live() => false,
+    /// Caches `series` under `id` unless a live series already holds its bucket (the low 64
+    /// bits; the second series simply stays on the slow path). Returns whether it was inserted.
+    pub fn insert(&self, id: u128, series: SeriesRef) -> bool {
+        let (key, high) = Self::split(id);
+        let mut m = self.shard(key).write();
+        match m.get_mut(&key) {
+            Some(old) if old.series.is_live() => false,
             Some(old) => {
-                *old = series;
+                *old = Entry { high, series };
                 true
             }
             None => {
-                m.insert(hash, series);
+                m.insert(key, Entry { high, series });
                 self.len.fetch_add(1, Ordering::Relaxed);
                 true
             }
@@ -147,7 +173,7 @@ impl SeriesCache {
         for s in self.shards.iter() {
             let mut m = s.write();
             let before = m.len();
-            m.retain(|_, v| v.is_live());
+            m.retain(|_, e| e.series.is_live());
             removed += before - m.len();
         }
         self.len.fetch_sub(removed, Ordering::Relaxed);
@@ -162,10 +188,10 @@ impl SeriesCache {
         self.len() == 0
     }
 
-    /// Approximate heap bytes: one map slot (key, fat pointer, control byte) per entry at the
-    /// maps' 7/8 load factor. The series themselves belong to storage.
+    /// Approximate heap bytes: one map slot (key, high half, fat pointer, control byte) per
+    /// entry at the maps' 7/8 load factor. The series themselves belong to storage.
     pub fn heap_bytes(&self) -> usize {
-        self.shards.iter().map(|s| s.read().capacity() * 25).sum()
+        self.shards.iter().map(|s| s.read().capacity() * 33).sum()
     }
 }
 
@@ -204,29 +230,38 @@ mod tests {
     }
 
     #[test]
-    fn collisions_keep_the_live_entry_and_dead_entries_are_never_returned() {
+    fn a_hit_needs_all_128_bits_and_a_live_series() {
         let c = SeriesCache::new();
         let (a, b) = (fake("a"), fake("b"));
-        assert!(c.insert(7, a.clone()));
-        assert!(!c.insert(7, b.clone()), "a live entry is not replaced");
-        assert_eq!(name(c.candidate(7)), Some("a".into()));
+        let id = 7u128 | (1 << 64);
+        let same_bucket = 7u128 | (2 << 64);
+        assert!(c.insert(id, a.clone()));
+        assert_eq!(name(c.get(id)), Some("a".into()));
+        assert_eq!(name(c.get(same_bucket)), None, "equal low 64 bits, other high 64: a miss");
+        assert_eq!(name(c.get(7)), None);
+        assert!(!c.insert(same_bucket, b.clone()), "a live entry is not replaced");
+        assert_eq!(name(c.get(same_bucket)), None, "the second series stays on the slow path");
+        assert_eq!(name(c.get(id)), Some("a".into()));
         a.live.store(false, Ordering::Release);
-        assert_eq!(name(c.candidate(7)), None, "dropped series are never returned");
-        assert!(c.insert(7, b.clone()), "a dead entry is replaced");
-        assert_eq!(name(c.candidate(7)), Some("b".into()));
+        assert_eq!(name(c.get(id)), None, "dropped series are never returned");
+        assert!(c.insert(same_bucket, b.clone()), "a dead entry is replaced");
+        assert_eq!(name(c.get(same_bucket)), Some("b".into()));
+        assert_eq!(name(c.get(id)), None, "the replaced entry's identity no longer hits");
         assert_eq!(c.len(), 1);
         assert!(c.insert(8, fake("c")));
         b.live.store(false, Ordering::Release);
         assert_eq!(c.purge_dead(), 1);
         assert_eq!(c.len(), 1);
-        assert_eq!(name(c.candidate(8)), Some("c".into()));
+        assert_eq!(name(c.get(8)), Some("c".into()));
     }
 
     #[test]
-    fn hashes_are_seeded_per_cache_and_stable_within_one() {
+    fn identities_are_seeded_per_cache_and_stable_within_one() {
         let (c1, c2) = (SeriesCache::new(), SeriesCache::new());
-        assert_eq!(c1.hash(b"abc"), c1.hash(b"abc"));
-        assert_ne!(c1.hash(b"abc"), c1.hash(b"abd"));
-        assert_ne!(c1.hash(b"abc"), c2.hash(b"abc"), "seeds differ between caches");
+        assert_eq!(c1.identity(b"abc"), c1.identity(b"abc"));
+        assert_ne!(c1.identity(b"abc"), c1.identity(b"abd"));
+        assert_ne!(c1.identity(b"abc"), c2.identity(b"abc"), "seeds differ between caches");
+        let (lo, hi) = SeriesCache::split(c1.identity(b"abc"));
+        assert!(lo != 0 && hi != 0, "both halves carry hash bits");
     }
 }

@@ -429,7 +429,7 @@ mod tests {
         }
         batch.series.push(SeriesWrite {
             labels: Labels::from_pairs([("__name__", "bar"), ("i", "0")]).unwrap(),
-            samples: vec![ModelSample { t: 0, v: 7.0 }],
+            samples: [ModelSample { t: 0, v: 7.0 }].into(),
             ..Default::default()
         });
         s.append(&TenantId::default_tenant(), batch).unwrap();

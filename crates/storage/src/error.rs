@@ -26,6 +26,10 @@ pub enum StorageError {
     TooManyTombstones { limit: usize },
     #[error("storage is shutting down")]
     Closed,
+    #[error(
+        "a write resolved by the series cache carries a handle that is not this storage's and no labels (a bug in the caller)"
+    )]
+    ForeignSeriesHandle,
 }
 
 impl StorageError {

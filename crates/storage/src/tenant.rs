@@ -15,7 +15,7 @@ use parking_lot::{Mutex, RwLock};
 use crate::block::{Block, BlockMeta, BlockStore, write_block};
 use crate::changes::ChangeLog;
 use crate::chunk_disk::ChunkDisk;
-use crate::error::Result;
+use crate::error::{Result, StorageError};
 use crate::exemplars::{ExemplarStore, encode_exemplars};
 use crate::head::{CutData, Head, HeadOptions, MemSeries, merge_into};
 use crate::metadata::{MetadataStore, encode_metadata};
@@ -197,21 +197,37 @@ impl TenantDb {
         let mut out = AppendOutcome::default();
         // A cache hit is used only if its series is still in the head: garbage collection
         // clears `live` under the exclusive gate, so it cannot change while we hold it shared.
-        // The handle is moved out of the key, not cloned (a `Miss` key stays for below).
-        let mut resolved: Vec<Option<Arc<MemSeries>>> = batch
-            .series
-            .iter_mut()
-            .map(|s| {
-                let hit = match &s.key {
-                    SeriesKey::Hit(_) => match std::mem::take(&mut s.key) {
-                        SeriesKey::Hit(h) if h.is_live() => h.as_any().downcast::<MemSeries>().ok(),
-                        _ => None,
-                    },
-                    _ => None,
-                };
-                hit.or_else(|| self.head.get(&s.labels))
-            })
-            .collect();
+        // The handle is moved out of the key, not cloned (a `Miss` key stays for below). A hit
+        // may come without labels (see `SeriesWrite::key`): below, the labels of a resolved
+        // series are always taken from the series, and a hit whose series is gone gets its
+        // labels back from the handle before it is resolved by them.
+        let mut resolved: Vec<Option<Arc<MemSeries>>> = Vec::with_capacity(batch.series.len());
+        for s in batch.series.iter_mut() {
+            let hit = match &s.key {
+                SeriesKey::Hit(_) => std::mem::take(&mut s.key),
+                _ => SeriesKey::None,
+            };
+            if let SeriesKey::Hit(h) = hit {
+                if !h.is_live() {
+                    if s.labels.is_empty() {
+                        s.labels = h.labels().clone();
+                    }
+                } else {
+                    match h.as_any().downcast::<MemSeries>() {
+                        Ok(m) => {
+                            resolved.push(Some(m));
+                            continue;
+                        }
+                        // Only this storage's caches hand out handles, and they hold MemSeries.
+                        Err(_) if s.labels.is_empty() => {
+                            return Err(StorageError::ForeignSeriesHandle);
+                        }
+                        Err(_) => {}
+                    }
+                }
+            }
+            resolved.push(self.head.get(&s.labels));
+        }
         if resolved.iter().any(Option::is_none) {
             let _g = self.create_lock.lock();
             let mut fresh: HashMap<&Labels, u32, foldhash::fast::RandomState> = HashMap::default();
@@ -244,9 +260,9 @@ impl TenantDb {
             }
         }
         for (sw, s) in batch.series.iter().zip(&resolved) {
-            if let (SeriesKey::Miss(hash), Some(s)) = (&sw.key, s) {
+            if let (SeriesKey::Miss(id), Some(s)) = (&sw.key, s) {
                 // `s` was resolved by exactly the labels the decoder built from these bytes.
-                self.series_cache.insert(*hash, s.clone());
+                self.series_cache.insert(*id, s.clone());
             }
         }
         let n = batch.sample_count();
@@ -262,7 +278,7 @@ impl TenantDb {
             out.samples_written += stored;
             for (reason, count) in rejected {
                 self.stats.samples_rejected.fetch_add(count as u64, Ordering::Relaxed);
-                out.rejected.push(Rejection { labels: sw.labels.clone(), reason, samples: count });
+                out.rejected.push(Rejection { labels: s.labels.clone(), reason, samples: count });
             }
         }
         let (mut h_refs, mut h_ts, mut h_hs) = (Vec::new(), Vec::new(), Vec::new());
@@ -282,12 +298,12 @@ impl TenantDb {
                 self.stats.samples_rejected.fetch_add(count as u64, Ordering::Relaxed);
                 // Merged with the float rejection of the same series and reason, if any.
                 match out.rejected.iter_mut().find(|r| {
-                    r.labels == sw.labels
+                    r.labels == s.labels
                         && std::mem::discriminant(&r.reason) == std::mem::discriminant(&reason)
                 }) {
                     Some(r) => r.samples += count,
                     None => out.rejected.push(Rejection {
-                        labels: sw.labels.clone(),
+                        labels: s.labels.clone(),
                         reason,
                         samples: count,
                     }),

@@ -164,9 +164,9 @@ fn main() {
     let mut held = Vec::new();
     for r in &v1_reqs {
         for w in decode_write_v1_cached(r, &warm, &limits, Some(&cache)).unwrap().batch.series {
-            if let SeriesKey::Miss(h) = w.key {
+            if let SeriesKey::Miss(id) = w.key {
                 let s = Arc::new(Held(w.labels));
-                cache.insert(h, s.clone());
+                cache.insert(id, s.clone());
                 held.push(s);
             }
         }

@@ -232,7 +232,7 @@ mod tests {
             .unwrap();
         let w = &d.batch.series[0];
         assert_eq!(w.labels, s.labels);
-        assert_eq!(w.samples, s.samples);
+        assert_eq!(w.samples.as_slice(), s.samples.as_slice());
         assert_eq!(w.histograms, vec![(5, h)]);
         let body = encode_read_response(&prompb::ReadResponse {
             results: vec![prompb::QueryResult { timeseries: req.timeseries.clone() }],

@@ -141,7 +141,11 @@ fn load(args: &PromqlArgs, start: i64, sinks: &[&dyn Appendable]) -> Result<u64>
         let series: Vec<SeriesWrite> = labels
             .iter()
             .zip(samples)
-            .map(|(l, s)| SeriesWrite { labels: l.clone(), samples: s, ..Default::default() })
+            .map(|(l, s)| SeriesWrite {
+                labels: l.clone(),
+                samples: s.into(),
+                ..Default::default()
+            })
             .collect();
         for chunk in series.chunks(1000) {
             for sink in sinks {

@@ -217,7 +217,7 @@ impl Workload {
             };
             f(SeriesWrite {
                 labels: s.labels.clone(),
-                samples: vec![Sample { t, v: s.value }],
+                samples: [Sample { t, v: s.value }].into(),
                 ..Default::default()
             });
         }

@@ -272,7 +272,7 @@ fn late_writes_into_a_cached_range_are_seen() {
     let late = WriteBatch {
         series: vec![SeriesWrite {
             labels: Labels::from_pairs([("__name__", "temp"), ("instance", "h0")]).unwrap(),
-            samples: vec![Sample { t: t - 8_000, v: 1.0 }],
+            samples: [Sample { t: t - 8_000, v: 1.0 }].into(),
             ..Default::default()
         }],
         metadata: vec![],

@@ -27,7 +27,7 @@ fn write(p: &Promlake, batch: &WriteBatch, v2: bool) -> reqwest::blocking::Respo
 fn series(name: &str, le: &str, t: i64, exemplars: &[(&str, i64, f64)]) -> SeriesWrite {
     SeriesWrite {
         labels: Labels::from_pairs([("__name__", name), ("job", "api"), ("le", le)]).unwrap(),
-        samples: vec![Sample { t, v: 1.0 }],
+        samples: [Sample { t, v: 1.0 }].into(),
         exemplars: exemplars
             .iter()
             .map(|&(trace, t, v)| Exemplar {

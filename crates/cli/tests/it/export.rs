@@ -29,7 +29,7 @@ fn duckdb_reads_an_export_with_matching_count_and_sum() {
                 ("i", i.to_string()),
             ])
             .unwrap(),
-            samples,
+            samples: samples.into(),
             ..Default::default()
         });
     }

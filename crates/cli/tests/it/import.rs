@@ -60,7 +60,7 @@ fn three_day_old_data_is_imported_into_blocks() {
     let batch = model::WriteBatch {
         series: vec![model::SeriesWrite {
             labels: model::Labels::from_pairs([("__name__", "fresh")]).unwrap(),
-            samples: vec![model::Sample { t: now_ms(), v: 1.0 }],
+            samples: [model::Sample { t: now_ms(), v: 1.0 }].into(),
             ..Default::default()
         }],
         metadata: vec![],
@@ -75,7 +75,7 @@ fn three_day_old_data_is_imported_into_blocks() {
     assert_eq!(r.status(), 204);
     let old = model::WriteBatch {
         series: vec![model::SeriesWrite {
-            samples: vec![model::Sample { t: t0, v: 1.0 }],
+            samples: [model::Sample { t: t0, v: 1.0 }].into(),
             ..batch.series[0].clone()
         }],
         metadata: vec![],

@@ -99,7 +99,7 @@ fn remote_write_1_and_2_metadata_is_listed() {
     let batch = |name: &str, kind, help: &str, unit: &str| WriteBatch {
         series: vec![SeriesWrite {
             labels: Labels::from_pairs([("__name__", name)]).unwrap(),
-            samples: vec![Sample { t: crate::now_ms(), v: 1.0 }],
+            samples: [Sample { t: crate::now_ms(), v: 1.0 }].into(),
             ..Default::default()
         }],
         metadata: vec![MetricMetadata {

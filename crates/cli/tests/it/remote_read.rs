@@ -13,7 +13,7 @@ use crate::remote_write as write;
 fn series(pairs: &[(&str, &str)], samples: Vec<Sample>) -> SeriesWrite {
     SeriesWrite {
         labels: Labels::from_pairs(pairs.iter().copied()).unwrap(),
-        samples,
+        samples: samples.into(),
         ..Default::default()
     }
 }

@@ -24,7 +24,7 @@ fn status_endpoints_answer_like_prometheus() {
                 ("i", i.to_string()),
             ])
             .unwrap(),
-            samples: vec![Sample { t: 1_000, v: 1.0 }],
+            samples: [Sample { t: 1_000, v: 1.0 }].into(),
             ..Default::default()
         })
         .collect();

@@ -42,7 +42,7 @@ pub fn batch(series: u32, t: i64) -> WriteBatch {
         series: (0..series)
             .map(|i| SeriesWrite {
                 labels: labels("node_cpu_seconds_total", i),
-                samples: vec![Sample { t, v: value(i, t) }],
+                samples: [Sample { t, v: value(i, t) }].into(),
                 ..Default::default()
             })
             .collect(),

@@ -79,24 +79,27 @@ impl<'a, 'i> Ctx<'a, 'i> {
         }
     }
 
-    /// Looks a series up by its raw label bytes: a hit is a live series whose labels encode
-    /// canonically to exactly `raw` (so these bytes passed validation when it was cached).
-    /// Returns the hash too, for [`Ctx::key_after_miss`]; `None` when there is no cache.
-    pub(super) fn cached(&mut self, raw: &[u8]) -> Option<(u64, Option<SeriesRef>)> {
+    /// Looks a series up by its raw label bytes: a hit is a live series cached under the same
+    /// 128-bit identity of these bytes (so bytes with that identity passed validation when it
+    /// was cached; see [`model::SeriesCache`] for why the identity is trusted without reading
+    /// the labels). Returns the identity too, for [`Ctx::key_after_miss`]; `None` when there is
+    /// no cache.
+    pub(super) fn cached(&mut self, raw: &[u8]) -> Option<(u128, Option<SeriesRef>)> {
         let cache = self.series_cache?;
-        let hash = cache.hash(raw);
-        let hit = cache.candidate(hash).filter(|s| is_canonical(raw, s.labels()));
+        let id = cache.identity(raw);
+        let hit = cache.get(id);
         if hit.is_some() {
             self.out.cache_hits += 1;
         }
-        Some((hash, hit))
+        Some((id, hit))
     }
 
-    /// What storage is told about a series the cache missed: `Miss(hash)` when its raw bytes
-    /// are the canonical encoding of the labels just built (so it may be cached), else `None`.
-    pub(super) fn key_after_miss(raw: &[u8], hash: Option<u64>, labels: &Labels) -> SeriesKey {
-        match hash {
-            Some(h) if is_canonical(raw, labels) => SeriesKey::Miss(h),
+    /// What storage is told about a series the cache missed: `Miss(id)` when its raw bytes
+    /// are the canonical encoding of the labels just built (so it may be cached: one encoding,
+    /// hence one entry, per series), else `None`.
+    pub(super) fn key_after_miss(raw: &[u8], id: Option<u128>, labels: &Labels) -> SeriesKey {
+        match id {
+            Some(id) if is_canonical(raw, labels) => SeriesKey::Miss(id),
             _ => SeriesKey::None,
         }
     }
@@ -488,7 +491,7 @@ pub(super) fn push_canonical(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
 
 /// True when `raw` is exactly the canonical encoding of `labels` (each label in order through
 /// [`push_canonical`], nothing else). The encoding is injective: two label sets never share it.
-/// This runs for every series the cache resolves, so it walks `raw` in place: no allocation,
+/// This runs for every series the cache misses, so it walks `raw` in place: no allocation,
 /// no header built, and short strings compared inline rather than through `memcmp` calls.
 pub(super) fn is_canonical(raw: &[u8], labels: &Labels) -> bool {
     let mut p = 0;

@@ -121,10 +121,11 @@ fn series<'a>(
         None => ctx.cached(raw),
         Some(_) => None,
     };
-    // A hit moves the handle into the key (no reference count traffic beyond the labels').
+    // A hit moves the handle into the key and leaves `labels` empty: storage appends through
+    // the handle and takes the series' labels from it when it needs them, so a hit touches
+    // neither the labels nor their reference count.
     let cached = match (cached, bad_exemplars.is_empty()) {
         (Some((_, Some(hit))), true) => {
-            w.labels = hit.labels().clone();
             w.key = SeriesKey::Hit(hit);
             ctx.out.batch.series.push(w);
             return Ok(());

@@ -113,7 +113,7 @@ fn real_prometheus_requests_match_prost() {
             assert_eq!(g.labels, labels);
             let samples: Vec<model::Sample> =
                 w.samples.iter().map(|s| model::Sample { t: s.timestamp, v: s.value }).collect();
-            assert_eq!(g.samples, samples);
+            assert_eq!(g.samples.as_slice(), samples.as_slice());
             assert_eq!(g.exemplars.len(), w.exemplars.len());
             assert_eq!(g.histograms.len(), w.histograms.len());
         }

@@ -162,7 +162,7 @@ fn check_against(input: &[RawSeries], got: wire::DecodedWrite) -> Result<(), Tes
                 prop_assert_eq!(&w.labels, &labels);
                 let want: Vec<Sample> =
                     samples.iter().map(|&(t, v)| Sample { t, v: f64::from_bits(v) }).collect();
-                prop_assert_eq!(&w.samples, &want);
+                prop_assert_eq!(w.samples.as_slice(), want.as_slice());
             }
             None => invalid += 1,
         }
