@@ -30,7 +30,7 @@ use crate::aggregate::{group_key, stdvar};
 use crate::error::{Error, Result};
 use crate::eval::{Elem, Evaluator, MatrixVal, duration_ms, offset_ms};
 use crate::float::{avg, kahan_sum_inc, quantile};
-use crate::functions::{extrapolated_rate, instant_float, linear_regression, over_time};
+use crate::functions::{extrapolated_rate_scan, instant_float, linear_regression, over_time};
 use crate::value::{Point, Series};
 
 /// The evaluation times of a range query: `start + k * step` for `k < n`.
@@ -320,9 +320,22 @@ impl Planner<'_, '_> {
         let counter = matches!(name, "rate" | "increase");
         let mut step_in = vec![0usize; grid.n];
         let mut rows = Vec::new();
+        // Per series, resets[i]: how many samples in p[1..=i] are below their predecessor.
+        // A window p[lo..hi] holds a reset iff resets[hi - 1] > resets[lo]; most windows hold
+        // none, and `rate` then skips its O(window) reset scan.
+        let mut resets: Vec<u32> = Vec::new();
         for s in data.iter() {
             self.ev.check_deadline()?;
             let p: &[Point] = &s.floats;
+            if counter {
+                resets.clear();
+                let mut n = 0u32;
+                resets.push(0);
+                for w in p.windows(2) {
+                    n += u32::from(w[1].v < w[0].v);
+                    resets.push(n);
+                }
+            }
             let mut vals: Vec<Option<f64>> = Vec::new();
             let (mut lo, mut hi) = (0, 0);
             let mut several = false;
@@ -345,7 +358,8 @@ impl Planner<'_, '_> {
                 let v = match name {
                     "rate" | "increase" | "delta" => {
                         let m = MatrixVal { series: Vec::new(), range_start: start, range_end: t };
-                        extrapolated_rate(&m, w, counter, name == "rate")
+                        let scan = counter && resets[hi - 1] > resets[lo];
+                        extrapolated_rate_scan(&m, w, counter, name == "rate", scan)
                     }
                     "irate" | "idelta" => instant_float(w, name == "irate"),
                     "deriv" => (w.len() >= 2).then(|| linear_regression(w, w[0].t).0),
