@@ -366,6 +366,20 @@ impl<'a> Evaluator<'a> {
         }
     }
 
+    /// `check_deadline` for worker threads: the same cancellation handles and deadline.
+    pub(crate) fn deadline_check(&self) -> impl Fn() -> Result<()> + Send + Sync + 'static {
+        let (cancel, abort, deadline) = (self.cancel.clone(), self.abort.clone(), self.deadline);
+        move || {
+            if cancel.is_canceled() || abort.is_canceled() {
+                return Err(Error::Canceled);
+            }
+            match deadline {
+                Some(d) if Instant::now() > d => Err(Error::Timeout("query execution")),
+                _ => Ok(()),
+            }
+        }
+    }
+
     /// Fails when the samples of this step plus `held` exceed the limit; resets the step count.
     pub fn check_samples(&mut self, held: usize) -> Result<()> {
         let n = self.step_samples.saturating_add(held);

@@ -127,12 +127,23 @@ impl RssSampler {
 /// A process's VmHWM (peak resident set over its life), in bytes.
 fn hwm_bytes(pid: u32) -> Option<u64> {
     let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kb: u64 = s.lines().find_map(|l| l.strip_prefix("VmHWM:"))?.split_whitespace().next()?.parse().ok()?;
+    let kb: u64 = s
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
     Some(kb * 1024)
 }
 
 /// `run_queries` against a server process, with its peak RSS during the queries and VmHWM.
-fn run_queries_measured(system: &str, peer: &Peer, end_s: f64, args: &QueryArgs) -> Result<QueryFigures> {
+fn run_queries_measured(
+    system: &str,
+    peer: &Peer,
+    end_s: f64,
+    args: &QueryArgs,
+) -> Result<QueryFigures> {
     let sampler = RssSampler::start(peer.pid());
     let r = run_queries(system, &peer.url, end_s, args, &ProgressBar::hidden());
     let peak = sampler.peak();
