@@ -266,14 +266,16 @@ fn set_and(
     m: &BinModifier,
     unless: bool,
 ) -> Vec<Elem> {
-    let sigs: HashSet<Labels> = r.iter().map(|e| signature(&e.labels, &m.matching, meta)).collect();
+    let sigs: HashSet<Labels, foldhash::fast::RandomState> =
+        r.iter().map(|e| signature(&e.labels, &m.matching, meta)).collect();
     l.into_iter()
         .filter(|e| sigs.contains(&signature(&e.labels, &m.matching, meta)) != unless)
         .collect()
 }
 
 fn set_or(meta: MetaLabels, l: Vec<Elem>, r: Vec<Elem>, m: &BinModifier) -> Vec<Elem> {
-    let sigs: HashSet<Labels> = l.iter().map(|e| signature(&e.labels, &m.matching, meta)).collect();
+    let sigs: HashSet<Labels, foldhash::fast::RandomState> =
+        l.iter().map(|e| signature(&e.labels, &m.matching, meta)).collect();
     let mut out = l;
     out.extend(r.into_iter().filter(|e| !sigs.contains(&signature(&e.labels, &m.matching, meta))));
     out
@@ -299,7 +301,8 @@ fn vector_vector(
     let one_to_one =
         matches!(m.card, VectorMatchCardinality::OneToOne | VectorMatchCardinality::ManyToMany);
     let (many, one) = if card_one_to_many { (rhs, lhs) } else { (lhs, rhs) };
-    let mut right: HashMap<Labels, &Elem> = HashMap::with_capacity(one.len());
+    let mut right: HashMap<Labels, &Elem, foldhash::fast::RandomState> =
+        HashMap::with_capacity_and_hasher(one.len(), Default::default());
     for rs in &one {
         let sig = signature(&rs.labels, &m.matching, NAME_ONLY);
         if let Some(dup) = right.get(&sig) {
@@ -311,7 +314,11 @@ fn vector_vector(
         }
         right.insert(sig, rs);
     }
-    let mut matched: HashMap<Labels, HashSet<Labels>> = HashMap::new();
+    let mut matched: HashMap<
+        Labels,
+        HashSet<Labels, foldhash::fast::RandomState>,
+        foldhash::fast::RandomState,
+    > = HashMap::default();
     let mut out = Vec::new();
     for ls in &many {
         let sig = signature(&ls.labels, &m.matching, NAME_ONLY);
@@ -347,7 +354,7 @@ fn vector_vector(
                     "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)",
                 );
             }
-            matched.insert(sig, HashSet::new());
+            matched.insert(sig, HashSet::default());
         } else {
             let set = matched.entry(sig).or_default();
             if !set.insert(metric.clone()) {
