@@ -69,53 +69,6 @@ pub struct TenantDb {
     pub changes: ChangeLog,
 }
 
-/// Series decoded per batch of `select`: enough to keep two threads busy, few enough that a
-/// reader holds a bounded number of decoded series at a time.
-const DECODE_BATCH: usize = 512;
-/// Below this many series in a batch, decoding stays on the calling thread.
-const PARALLEL_DECODE_MIN: usize = 64;
-
-/// `groups.filter_map(decode)`, decoding `DECODE_BATCH` series at a time, each batch's two
-/// halves on two threads when the machine has two cores. Series come out in the order of
-/// `groups` (the halves are concatenated in order), so the result equals the sequential one.
-fn decode_batched<T, R, G, D>(mut groups: G, decode: D) -> impl Iterator<Item = R> + Send
-where
-    T: Send,
-    R: Send,
-    G: Iterator<Item = T> + Send,
-    D: Fn(T) -> Option<R> + Send + Sync,
-{
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(2));
-    let mut ready: std::collections::VecDeque<R> = Default::default();
-    std::iter::from_fn(move || {
-        loop {
-            if let Some(r) = ready.pop_front() {
-                return Some(r);
-            }
-            let batch: Vec<T> = groups.by_ref().take(DECODE_BATCH).collect();
-            if batch.is_empty() {
-                return None;
-            }
-            if threads < 2 || batch.len() < PARALLEL_DECODE_MIN {
-                ready.extend(batch.into_iter().filter_map(&decode));
-                continue;
-            }
-            let mut batch = batch;
-            let second = batch.split_off(batch.len() / 2);
-            let decode = &decode;
-            let (a, b) = std::thread::scope(|scope| {
-                let h =
-                    scope.spawn(move || second.into_iter().filter_map(decode).collect::<Vec<_>>());
-                let a: Vec<_> = batch.into_iter().filter_map(decode).collect();
-                (a, h.join())
-            });
-            ready.extend(a);
-            // A panic decoding the second half is the caller's, as it would be on one thread.
-            ready.extend(b.unwrap_or_else(|p| std::panic::resume_unwind(p)));
-        }
-    })
-}
-
 /// Where one series' samples live; owned so a result iterator holds no locks.
 enum Source {
     Head(Arc<MemSeries>),
@@ -400,9 +353,8 @@ impl TenantDb {
     }
 
     /// Series matching `matchers` with samples in the range, merged across head and blocks,
-    /// in label order. Only the label sets are resolved up front; series' samples are
-    /// decoded when the iterator reaches them, `DECODE_BATCH` series at a time split over two
-    /// threads (`decode_batched`), so a reader holds at most one batch of decoded series.
+    /// in label order. Only the label sets are resolved up front; each series' samples are
+    /// decoded when the iterator reaches it, so a reader holds one series at a time.
     pub fn select(
         &self,
         hints: SelectHints,
@@ -440,7 +392,7 @@ impl TenantDb {
             }
             Some((labels, sources))
         });
-        let decode = move |(labels, sources): (Labels, Vec<Source>)| -> Option<Result<Series>> {
+        by_labels.filter_map(move |(labels, sources)| {
             let (start, end) = (hints.start, hints.end);
             let mut samples: Vec<Sample> = Vec::new();
             let mut histograms: Vec<HistogramSample> = Vec::new();
@@ -482,8 +434,7 @@ impl TenantDb {
                 samples,
                 histograms,
             }))
-        };
-        decode_batched(by_labels, decode)
+        })
     }
 
     pub fn label_names(&self, hints: SelectHints, matchers: &[Matcher]) -> Result<Vec<String>> {
@@ -932,35 +883,5 @@ fn merge_histograms(acc: &mut Vec<HistogramSample>, part: Vec<HistogramSample>) 
             (None, None) => break,
         };
         acc.extend(next);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Batched, two-thread decoding gives exactly the sequential `filter_map`: same items,
-    /// same order, across batch and threshold boundaries.
-    #[test]
-    fn decode_batched_equals_sequential_filter_map() {
-        let f = |i: usize| (i % 7 != 3).then_some(i * 10);
-        let check = |n: usize| {
-            let got: Vec<usize> = decode_batched(0..n, f).collect();
-            let want: Vec<usize> = (0..n).filter_map(f).collect();
-            assert_eq!(got, want, "{n} items");
-        };
-        for n in [
-            0,
-            1,
-            PARALLEL_DECODE_MIN - 1,
-            PARALLEL_DECODE_MIN,
-            DECODE_BATCH - 1,
-            DECODE_BATCH,
-            DECODE_BATCH + 1,
-            DECODE_BATCH * 3 + PARALLEL_DECODE_MIN / 2,
-            5000,
-        ] {
-            check(n);
-        }
     }
 }
