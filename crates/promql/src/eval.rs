@@ -167,6 +167,8 @@ pub(crate) struct Evaluator<'a> {
     /// address of their expression.
     pre: HashMap<usize, Arc<StepMatrix>>,
     grid: Option<Grid>,
+    /// Labels binary operators derived from their operands' labels, kept across steps.
+    pub label_memo: crate::binary::LabelMemo,
 }
 
 /// Milliseconds of an `@` timestamp.
@@ -275,6 +277,7 @@ impl<'a> Evaluator<'a> {
             step_samples: 0,
             pre: HashMap::new(),
             grid: None,
+            label_memo: Default::default(),
         }
     }
 
@@ -298,6 +301,7 @@ impl<'a> Evaluator<'a> {
             step_samples: 0,
             pre: self.pre.clone(),
             grid: self.grid,
+            label_memo: Default::default(),
         }
     }
 
