@@ -130,6 +130,13 @@ impl Labels {
         Labels(self.0.iter().filter(|l| !names.contains(&&*l.name)).cloned().collect())
     }
 
+    /// The address of the shared pair storage. Two `Labels` with the same address are clones
+    /// of one another (hence equal); the address identifies a label set only while a clone
+    /// of it is alive (afterwards the memory can be reused).
+    pub fn addr(&self) -> usize {
+        Arc::as_ptr(&self.0).cast::<Label>() as usize
+    }
+
     /// A copy keeping only the given names.
     pub fn keep(&self, names: &[&str]) -> Labels {
         Labels(self.0.iter().filter(|l| names.contains(&&*l.name)).cloned().collect())

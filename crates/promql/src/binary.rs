@@ -143,6 +143,71 @@ fn elem_binop(
     }
 }
 
+/// Labels a binary operator derived from its operands' label sets (matching signatures,
+/// result labels), memoised across the steps of a query: a range query evaluated step by
+/// step meets the same input label sets (clones of one `Arc`) at every step, and building
+/// the derived set again at each step dominated its time.
+///
+/// *Invariant:* an entry is keyed by the addresses of its input label sets and holds clones
+/// of them, so while it exists no other label set can have those addresses: a hit is always
+/// for the very same inputs, and returns exactly what the computation would.
+/// *Invariant:* memory stays bounded: the memo is cleared when it reaches `MEMO_CAP`
+/// entries (inputs that are rebuilt at every step then only cost one clear per `MEMO_CAP`).
+#[derive(Default)]
+pub(crate) struct LabelMemo {
+    map: HashMap<(usize, Derived, usize, usize), MemoEntry, foldhash::fast::RandomState>,
+}
+
+/// What a memo entry derived.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+enum Derived {
+    /// The vector-matching signature (`signature` with `NAME_ONLY`).
+    Sig,
+    /// The set operators' signature (`signature` with the evaluator's metric labels).
+    SetSig,
+    /// The result labels of a matched pair (`result_metric`, then `drop_name` with `bool`).
+    Result,
+    /// The labels of a vector-scalar result (`drop_name`).
+    DropName,
+}
+
+struct MemoEntry {
+    /// Keep the inputs alive, so their addresses keep naming them.
+    _inputs: (Labels, Labels),
+    out: Labels,
+}
+
+const MEMO_CAP: usize = 1 << 18;
+
+impl LabelMemo {
+    /// `f()`, the labels `node` derives as `what` from `a` and `b`, computed once per input
+    /// pair.
+    fn get(
+        &mut self,
+        node: usize,
+        what: Derived,
+        a: &Labels,
+        b: &Labels,
+        f: impl FnOnce() -> Labels,
+    ) -> Labels {
+        let key = (node, what, a.addr(), b.addr());
+        if let Some(e) = self.map.get(&key) {
+            return e.out.clone();
+        }
+        if self.map.len() >= MEMO_CAP {
+            self.map.clear();
+        }
+        let out = f();
+        self.map.insert(key, MemoEntry { _inputs: (a.clone(), b.clone()), out: out.clone() });
+        out
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.map.len()
+    }
+}
+
 fn annotate(annos: &mut Annotations, d: Dropped) {
     match d {
         Dropped::Info(m) => annos.info(m),
@@ -151,6 +216,7 @@ fn annotate(annos: &mut Annotations, d: Dropped) {
 }
 
 pub(crate) fn eval_binary(ev: &mut Evaluator<'_>, be: &BinaryExpr, ts: i64) -> Result<Val> {
+    let node = std::ptr::from_ref(be) as usize;
     let op_str = be.op.to_string();
     let Some(op) = Op::parse(&op_str) else {
         return exec_err(format!("unknown binary operator {op_str:?}"));
@@ -168,12 +234,12 @@ pub(crate) fn eval_binary(ev: &mut Evaluator<'_>, be: &BinaryExpr, ts: i64) -> R
             Ok(Val::Scalar(v))
         }
         (Val::Vector(l), Val::Scalar(r)) => {
-            let out = vector_scalar(ev, op, &op_str, l, r, false, return_bool);
+            let out = vector_scalar(ev, node, op, &op_str, l, r, false, return_bool);
             check_unique(&out)?;
             Ok(Val::Vector(out))
         }
         (Val::Scalar(l), Val::Vector(r)) => {
-            let out = vector_scalar(ev, op, &op_str, r, l, true, return_bool);
+            let out = vector_scalar(ev, node, op, &op_str, r, l, true, return_bool);
             check_unique(&out)?;
             Ok(Val::Vector(out))
         }
@@ -181,10 +247,10 @@ pub(crate) fn eval_binary(ev: &mut Evaluator<'_>, be: &BinaryExpr, ts: i64) -> R
             let default = BinModifier::default();
             let m = be.modifier.as_ref().unwrap_or(&default);
             let out = match op {
-                Op::And => set_and(ev.meta(), l, r, m, false),
-                Op::Unless => set_and(ev.meta(), l, r, m, true),
-                Op::Or => set_or(ev.meta(), l, r, m),
-                _ => vector_vector(ev, op, &op_str, l, r, m, return_bool)?,
+                Op::And => set_and(ev, node, l, r, m, false),
+                Op::Unless => set_and(ev, node, l, r, m, true),
+                Op::Or => set_or(ev, node, l, r, m),
+                _ => vector_vector(ev, node, op, &op_str, l, r, m, return_bool)?,
             };
             check_unique(&out)?;
             Ok(Val::Vector(out))
@@ -197,8 +263,10 @@ pub(crate) fn eval_binary(ev: &mut Evaluator<'_>, be: &BinaryExpr, ts: i64) -> R
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn vector_scalar(
     ev: &mut Evaluator<'_>,
+    node: usize,
     op: Op,
     op_str: &str,
     vec: Vec<Elem>,
@@ -231,7 +299,10 @@ fn vector_scalar(
         }
         if keep {
             if !op.is_comparison() || return_bool {
-                e.labels = drop_name(&e.labels, ev.meta());
+                let meta = ev.meta();
+                e.labels = ev.label_memo.get(node, Derived::DropName, &e.labels, &e.labels, || {
+                    drop_name(&e.labels, meta)
+                });
                 e.drop = ev.meta().delayed;
             }
             e.v = v;
@@ -259,28 +330,43 @@ fn signature(l: &Labels, matching: &Option<LabelModifier>, meta: MetaLabels) -> 
     }
 }
 
+/// The set operators' signature of `l`, memoised.
+fn set_sig(ev: &mut Evaluator<'_>, node: usize, l: &Labels, m: &BinModifier) -> Labels {
+    let meta = ev.meta();
+    ev.label_memo.get(node, Derived::SetSig, l, l, || signature(l, &m.matching, meta))
+}
+
 fn set_and(
-    meta: MetaLabels,
+    ev: &mut Evaluator<'_>,
+    node: usize,
     l: Vec<Elem>,
     r: Vec<Elem>,
     m: &BinModifier,
     unless: bool,
 ) -> Vec<Elem> {
-    let sigs: HashSet<Labels> = r.iter().map(|e| signature(&e.labels, &m.matching, meta)).collect();
-    l.into_iter()
-        .filter(|e| sigs.contains(&signature(&e.labels, &m.matching, meta)) != unless)
-        .collect()
+    let sigs: HashSet<Labels, foldhash::fast::RandomState> =
+        r.iter().map(|e| set_sig(ev, node, &e.labels, m)).collect();
+    l.into_iter().filter(|e| sigs.contains(&set_sig(ev, node, &e.labels, m)) != unless).collect()
 }
 
-fn set_or(meta: MetaLabels, l: Vec<Elem>, r: Vec<Elem>, m: &BinModifier) -> Vec<Elem> {
-    let sigs: HashSet<Labels> = l.iter().map(|e| signature(&e.labels, &m.matching, meta)).collect();
+fn set_or(
+    ev: &mut Evaluator<'_>,
+    node: usize,
+    l: Vec<Elem>,
+    r: Vec<Elem>,
+    m: &BinModifier,
+) -> Vec<Elem> {
+    let sigs: HashSet<Labels, foldhash::fast::RandomState> =
+        l.iter().map(|e| set_sig(ev, node, &e.labels, m)).collect();
     let mut out = l;
-    out.extend(r.into_iter().filter(|e| !sigs.contains(&signature(&e.labels, &m.matching, meta))));
+    out.extend(r.into_iter().filter(|e| !sigs.contains(&set_sig(ev, node, &e.labels, m))));
     out
 }
 
+#[allow(clippy::too_many_arguments)]
 fn vector_vector(
     ev: &mut Evaluator<'_>,
+    node: usize,
     op: Op,
     op_str: &str,
     lhs: Vec<Elem>,
@@ -299,9 +385,14 @@ fn vector_vector(
     let one_to_one =
         matches!(m.card, VectorMatchCardinality::OneToOne | VectorMatchCardinality::ManyToMany);
     let (many, one) = if card_one_to_many { (rhs, lhs) } else { (lhs, rhs) };
-    let mut right: HashMap<Labels, &Elem> = HashMap::with_capacity(one.len());
+    let mut right: HashMap<Labels, &Elem, foldhash::fast::RandomState> =
+        HashMap::with_capacity_and_hasher(one.len(), Default::default());
+    let memo = &mut ev.label_memo;
+    let sig_of = |memo: &mut LabelMemo, l: &Labels| {
+        memo.get(node, Derived::Sig, l, l, || signature(l, &m.matching, NAME_ONLY))
+    };
     for rs in &one {
-        let sig = signature(&rs.labels, &m.matching, NAME_ONLY);
+        let sig = sig_of(memo, &rs.labels);
         if let Some(dup) = right.get(&sig) {
             let side = if card_one_to_many { "left" } else { "right" };
             return exec_err(format!(
@@ -311,10 +402,15 @@ fn vector_vector(
         }
         right.insert(sig, rs);
     }
-    let mut matched: HashMap<Labels, HashSet<Labels>> = HashMap::new();
+    let mut matched: HashMap<
+        Labels,
+        HashSet<Labels, foldhash::fast::RandomState>,
+        foldhash::fast::RandomState,
+    > = HashMap::default();
     let mut out = Vec::new();
+    let meta = ev.meta();
     for ls in &many {
-        let sig = signature(&ls.labels, &m.matching, NAME_ONLY);
+        let sig = sig_of(&mut ev.label_memo, &ls.labels);
         let Some(rs) = right.get(&sig) else { continue };
         let (l, r) = if card_one_to_many { (*rs, ls) } else { (ls, *rs) };
         let name = ls.labels.metric_name().unwrap_or("");
@@ -331,11 +427,10 @@ fn vector_vector(
         } else if !keep {
             continue;
         }
-        let mut metric =
-            result_metric(ev.meta(), &ls.labels, &rs.labels, op, m, one_to_one, &include);
-        if return_bool {
-            metric = drop_name(&metric, ev.meta());
-        }
+        let metric = ev.label_memo.get(node, Derived::Result, &ls.labels, &rs.labels, || {
+            let metric = result_metric(meta, &ls.labels, &rs.labels, op, m, one_to_one, &include);
+            if return_bool { drop_name(&metric, meta) } else { metric }
+        });
         let drop = if return_bool || (!op.is_comparison() && !op.is_set()) {
             ev.meta().delayed && metric.get(model::METRIC_NAME).is_some()
         } else {
@@ -347,7 +442,7 @@ fn vector_vector(
                     "multiple matches for labels: many-to-one matching must be explicit (group_left/group_right)",
                 );
             }
-            matched.insert(sig, HashSet::new());
+            matched.insert(sig, HashSet::default());
         } else {
             let set = matched.entry(sig).or_default();
             if !set.insert(metric.clone()) {
@@ -389,4 +484,45 @@ fn result_metric(
         l = l.with(name, one.get(name).unwrap_or(""));
     }
     l
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels(pairs: &[(&str, &str)]) -> Labels {
+        Labels::from_pairs(pairs.iter().copied()).expect("valid labels")
+    }
+
+    /// The memo computes once per input pair (a clone of an input hits), tells apart equal
+    /// but separately built inputs, nodes and kinds, and clears itself at `MEMO_CAP`.
+    #[test]
+    fn label_memo_computes_once_per_input_pair() {
+        let mut memo = LabelMemo::default();
+        let a = labels(&[("__name__", "m"), ("instance", "a")]);
+        let b = labels(&[("__name__", "m"), ("instance", "a")]);
+        let strip = |l: &Labels| l.without(&["__name__"]);
+        let mut calls = 0;
+        let mut check = |memo: &mut LabelMemo, node, what, x: &Labels, computed: bool| {
+            let before = calls;
+            let out = memo.get(node, what, x, x, || {
+                calls += 1;
+                strip(x)
+            });
+            assert_eq!(out, strip(x));
+            assert_eq!(calls > before, computed, "node {node}, input {x}");
+        };
+        check(&mut memo, 1, Derived::Sig, &a, true);
+        check(&mut memo, 1, Derived::Sig, &a.clone(), false);
+        check(&mut memo, 1, Derived::Sig, &b, true);
+        check(&mut memo, 2, Derived::Sig, &a, true);
+        check(&mut memo, 1, Derived::SetSig, &a, true);
+        assert_eq!(memo.len(), 4);
+        for i in 0..MEMO_CAP {
+            let l = labels(&[("i", &i.to_string())]);
+            memo.get(3, Derived::Result, &l, &l, || l.clone());
+        }
+        assert!(memo.len() <= MEMO_CAP);
+        check(&mut memo, 1, Derived::Sig, &a, true);
+    }
 }

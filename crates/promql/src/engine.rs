@@ -323,7 +323,7 @@ impl Engine {
 #[derive(Default)]
 struct Part {
     out: Vec<Series>,
-    index: HashMap<Labels, usize>,
+    index: HashMap<Labels, usize, foldhash::fast::RandomState>,
 }
 
 /// Evaluates `expr` at `from, from + step, ..., <= to` and collects the vectors into series.

@@ -167,6 +167,8 @@ pub(crate) struct Evaluator<'a> {
     /// address of their expression.
     pre: HashMap<usize, Arc<StepMatrix>>,
     grid: Option<Grid>,
+    /// Labels binary operators derived from their operands' labels, kept across steps.
+    pub label_memo: crate::binary::LabelMemo,
 }
 
 /// Milliseconds of an `@` timestamp.
@@ -275,6 +277,7 @@ impl<'a> Evaluator<'a> {
             step_samples: 0,
             pre: HashMap::new(),
             grid: None,
+            label_memo: Default::default(),
         }
     }
 
@@ -298,6 +301,7 @@ impl<'a> Evaluator<'a> {
             step_samples: 0,
             pre: self.pre.clone(),
             grid: self.grid,
+            label_memo: Default::default(),
         }
     }
 
@@ -363,6 +367,20 @@ impl<'a> Evaluator<'a> {
         match self.deadline {
             Some(d) if Instant::now() > d => Err(Error::Timeout("query execution")),
             _ => Ok(()),
+        }
+    }
+
+    /// `check_deadline` for worker threads: the same cancellation handles and deadline.
+    pub(crate) fn deadline_check(&self) -> impl Fn() -> Result<()> + Send + Sync + 'static {
+        let (cancel, abort, deadline) = (self.cancel.clone(), self.abort.clone(), self.deadline);
+        move || {
+            if cancel.is_canceled() || abort.is_canceled() {
+                return Err(Error::Canceled);
+            }
+            match deadline {
+                Some(d) if Instant::now() > d => Err(Error::Timeout("query execution")),
+                _ => Ok(()),
+            }
         }
     }
 

@@ -30,7 +30,7 @@ use crate::aggregate::{group_key, stdvar};
 use crate::error::{Error, Result};
 use crate::eval::{Elem, Evaluator, MatrixVal, duration_ms, offset_ms};
 use crate::float::{avg, kahan_sum_inc, quantile};
-use crate::functions::{extrapolated_rate, instant_float, linear_regression, over_time};
+use crate::functions::{extrapolated_rate_scan, instant_float, linear_regression, over_time};
 use crate::value::{Point, Series};
 
 /// The evaluation times of a range query: `start + k * step` for `k < n`.
@@ -54,6 +54,79 @@ impl Grid {
             return None;
         }
         usize::try_from(d / self.step).ok().filter(|&k| k < self.n)
+    }
+}
+
+/// A range function over a matrix selector, at every step of a grid.
+struct RangeFn<'n> {
+    name: &'n str,
+    grid: Grid,
+    off: i64,
+    range: i64,
+    /// `rate` or `increase`: counter resets matter.
+    counter: bool,
+}
+
+impl RangeFn<'_> {
+    /// One series' values at every step (`None`: absent at every step), adding the samples
+    /// each step reads to `step_in`; the flag: some window held more than one sample.
+    /// `resets` is scratch space.
+    fn row(
+        &self,
+        p: &[Point],
+        step_in: &mut [usize],
+        resets: &mut Vec<u32>,
+    ) -> (Option<Vec<Option<f64>>>, bool) {
+        let (name, grid, counter) = (self.name, self.grid, self.counter);
+        // resets[i]: how many samples in p[1..=i] are below their predecessor. A window
+        // p[lo..hi] holds a reset iff resets[hi - 1] > resets[lo]; most windows hold none,
+        // and `rate` then skips its O(window) reset scan.
+        if counter {
+            resets.clear();
+            let mut n = 0u32;
+            resets.push(0);
+            for w in p.windows(2) {
+                n += u32::from(w[1].v < w[0].v);
+                resets.push(n);
+            }
+        }
+        let mut vals: Vec<Option<f64>> = Vec::new();
+        let (mut lo, mut hi) = (0, 0);
+        let mut several = false;
+        for k in 0..grid.n {
+            let t = grid.t(k).saturating_sub(self.off);
+            let start = t.saturating_sub(self.range);
+            while lo < p.len() && p[lo].t <= start {
+                lo += 1;
+            }
+            hi = hi.max(lo);
+            while hi < p.len() && p[hi].t <= t {
+                hi += 1;
+            }
+            if lo == hi {
+                continue;
+            }
+            step_in[k] += hi - lo;
+            let w = &p[lo..hi];
+            several |= w.len() > 1;
+            let v = match name {
+                "rate" | "increase" | "delta" => {
+                    let m = MatrixVal { series: Vec::new(), range_start: start, range_end: t };
+                    let scan = counter && resets[hi - 1] > resets[lo];
+                    extrapolated_rate_scan(&m, w, counter, name == "rate", scan)
+                }
+                "irate" | "idelta" => instant_float(w, name == "irate"),
+                "deriv" => (w.len() >= 2).then(|| linear_regression(w, w[0].t).0),
+                _ => over_time(name, w),
+            };
+            if let Some(v) = v {
+                if vals.is_empty() {
+                    vals = vec![None; grid.n];
+                }
+                vals[k] = Some(v);
+            }
+        }
+        ((!vals.is_empty()).then_some(vals), several)
     }
 }
 
@@ -311,56 +384,80 @@ impl Planner<'_, '_> {
         }
         if !keep {
             // The step evaluator fails when two results share a label set; leave that to it.
-            let mut seen = HashSet::with_capacity(data.len());
+            let mut seen: HashSet<&Labels, foldhash::fast::RandomState> =
+                HashSet::with_capacity_and_hasher(data.len(), Default::default());
             if !data.iter().all(|s| seen.insert(&s.dropped)) {
                 return Ok(None);
             }
         }
         let (grid, off, range) = (self.grid, offset_ms(&ms.vs.offset), duration_ms(&ms.range));
         let counter = matches!(name, "rate" | "increase");
+        let f = RangeFn { name, grid, off, range, counter };
         let mut step_in = vec![0usize; grid.n];
         let mut rows = Vec::new();
-        for s in data.iter() {
-            self.ev.check_deadline()?;
-            let p: &[Point] = &s.floats;
-            let mut vals: Vec<Option<f64>> = Vec::new();
-            let (mut lo, mut hi) = (0, 0);
-            let mut several = false;
-            for k in 0..grid.n {
-                let t = grid.t(k).saturating_sub(off);
-                let start = t.saturating_sub(range);
-                while lo < p.len() && p[lo].t <= start {
-                    lo += 1;
-                }
-                hi = hi.max(lo);
-                while hi < p.len() && p[hi].t <= t {
-                    hi += 1;
-                }
-                if lo == hi {
-                    continue;
-                }
-                step_in[k] += hi - lo;
-                let w = &p[lo..hi];
-                several |= w.len() > 1;
-                let v = match name {
-                    "rate" | "increase" | "delta" => {
-                        let m = MatrixVal { series: Vec::new(), range_start: start, range_end: t };
-                        extrapolated_rate(&m, w, counter, name == "rate")
-                    }
-                    "irate" | "idelta" => instant_float(w, name == "irate"),
-                    "deriv" => (w.len() >= 2).then(|| linear_regression(w, w[0].t).0),
-                    _ => over_time(name, w),
-                };
-                if let Some(v) = v {
-                    if vals.is_empty() {
-                        if !self.reserve(1) {
-                            return Ok(None);
-                        }
-                        vals = vec![None; grid.n];
-                    }
-                    vals[k] = Some(v);
-                }
+        let workers = self.ev.opts.parallel_workers.clamp(1, data.len().max(1));
+        // Above `parallel_min_work` (series × steps), when whole rows for every series fit
+        // the cell budget: compute them on `workers` threads (contiguous slices of the
+        // series, concatenated in order), then account for them as the sequential loop
+        // does. Otherwise one row at a time, reserved as it appears, so that memory stays
+        // bounded.
+        let all_fit = data
+            .len()
+            .checked_mul(grid.n)
+            .and_then(|c| c.checked_add(self.cells))
+            .is_some_and(|c| c <= self.ev.opts.max_samples);
+        let computed: Vec<(Option<Vec<Option<f64>>>, bool)> = if workers > 1
+            && all_fit
+            && data.len().saturating_mul(grid.n) >= self.ev.opts.parallel_min_work
+        {
+            let check = self.ev.deadline_check();
+            let per = data.len().div_ceil(workers);
+            let parts: Vec<Result<(Vec<_>, Vec<usize>)>> = std::thread::scope(|scope| {
+                let handles: Vec<_> = data
+                    .chunks(per)
+                    .map(|chunk| {
+                        let (f, check) = (&f, &check);
+                        scope.spawn(move || {
+                            let mut step_in = vec![0usize; grid.n];
+                            let mut resets = Vec::new();
+                            let mut out = Vec::with_capacity(chunk.len());
+                            for s in chunk {
+                                check()?;
+                                out.push(f.row(&s.floats, &mut step_in, &mut resets));
+                            }
+                            Ok((out, step_in))
+                        })
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| {
+                        h.join().unwrap_or_else(|_| {
+                            Err(Error::Execution("internal: range function worker panicked".into()))
+                        })
+                    })
+                    .collect()
+            });
+            let mut all = Vec::with_capacity(data.len());
+            for part in parts {
+                let (out, si) = part?;
+                all.extend(out);
+                step_in.iter_mut().zip(si).for_each(|(a, b)| *a += b);
             }
+            all
+        } else {
+            Vec::new()
+        };
+        let parallel = !computed.is_empty();
+        let mut computed = computed.into_iter();
+        let mut resets: Vec<u32> = Vec::new();
+        for s in data.iter() {
+            let (vals, several) = if parallel {
+                computed.next().unwrap_or((None, false))
+            } else {
+                self.ev.check_deadline()?;
+                f.row(&s.floats, &mut step_in, &mut resets)
+            };
             if counter && several {
                 let n = s.labels.metric_name().unwrap_or("");
                 if !n.is_empty()
@@ -371,7 +468,10 @@ impl Planner<'_, '_> {
                     ));
                 }
             }
-            if !vals.is_empty() {
+            if let Some(vals) = vals {
+                if !self.reserve(1) {
+                    return Ok(None);
+                }
                 let labels = if keep { s.labels.clone() } else { s.dropped.clone() };
                 rows.push(Row { labels, vals, order: None });
             }
@@ -397,7 +497,7 @@ impl Planner<'_, '_> {
         }
         let grid = self.grid;
         // Groups in order of their first member; members in child order.
-        let mut index: HashMap<Labels, usize> = HashMap::new();
+        let mut index: HashMap<Labels, usize, foldhash::fast::RandomState> = HashMap::default();
         let mut groups: Vec<(Labels, Vec<usize>)> = Vec::new();
         for (i, r) in child.rows.iter().enumerate() {
             let k = group_key(&r.labels, &a.modifier);

@@ -80,6 +80,78 @@ pub struct QueryFigures {
     /// ("instant" | "range", p50 ms, p95 ms) over all queries of that kind.
     pub by_kind: Vec<(String, f64, f64)>,
     pub failures: usize,
+    /// With --compare: the server's peak resident set during the query phase (VmRSS
+    /// sampled every 10 ms while the queries ran), in bytes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub query_peak_rss_bytes: Option<u64>,
+    /// With --compare: the server's lifetime peak resident set (VmHWM, loading included)
+    /// when the queries ended, in bytes. The kernel updates it lazily: it can be slightly
+    /// below `query_peak_rss_bytes`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lifetime_peak_rss_bytes: Option<u64>,
+}
+
+/// Samples a process's VmRSS every 10 ms on its own thread until dropped; `peak` is the
+/// largest sample seen.
+struct RssSampler {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    handle: Option<std::thread::JoinHandle<u64>>,
+}
+
+impl RssSampler {
+    fn start(pid: u32) -> RssSampler {
+        use std::sync::atomic::Ordering;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let s = stop.clone();
+        let handle = std::thread::spawn(move || {
+            let mut peak = 0;
+            loop {
+                if let Ok(b) = super::peers::rss_bytes(pid) {
+                    peak = peak.max(b);
+                }
+                if s.load(Ordering::Relaxed) {
+                    return peak;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        });
+        RssSampler { stop, handle: Some(handle) }
+    }
+
+    /// Stops sampling; the peak VmRSS seen (0 when the process could not be read).
+    fn peak(mut self) -> u64 {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.handle.take().and_then(|h| h.join().ok()).unwrap_or(0)
+    }
+}
+
+/// A process's VmHWM (peak resident set over its life), in bytes.
+fn hwm_bytes(pid: u32) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kb: u64 = s
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    Some(kb * 1024)
+}
+
+/// `run_queries` against a server process, with its peak RSS during the queries and VmHWM.
+fn run_queries_measured(
+    system: &str,
+    peer: &Peer,
+    end_s: f64,
+    args: &QueryArgs,
+) -> Result<QueryFigures> {
+    let sampler = RssSampler::start(peer.pid());
+    let r = run_queries(system, &peer.url, end_s, args, &ProgressBar::hidden());
+    let peak = sampler.peak();
+    let mut f = r?;
+    f.query_peak_rss_bytes = Some(peak).filter(|&p| p > 0);
+    f.lifetime_peak_rss_bytes = hwm_bytes(peer.pid());
+    Ok(f)
 }
 
 fn pct(v: &mut [f64], p: f64) -> f64 {
@@ -151,6 +223,8 @@ pub fn run_queries(
             .map(|(k, mut v)| (k.to_string(), pct(&mut v, 0.5), pct(&mut v, 0.95)))
             .collect(),
         failures,
+        query_peak_rss_bytes: None,
+        lifetime_peak_rss_bytes: None,
     })
 }
 
@@ -220,9 +294,9 @@ pub fn run(args: &QueryArgs) -> Result<Vec<QueryFigures>> {
         // Both systems idle and settled before timing.
         std::thread::sleep(Duration::from_secs(2));
         eprintln!("querying promlake");
-        rows.push(run_queries("promlake", &pl_url, end, args, &ProgressBar::hidden())?);
+        rows.push(run_queries_measured("promlake", &pl, end, args)?);
         eprintln!("querying prometheus");
-        rows.push(run_queries("prometheus", &pr_url, end, args, &ProgressBar::hidden())?);
+        rows.push(run_queries_measured("prometheus", &pr, end, args)?);
     } else {
         let end = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs_f64();
         rows.push(run_queries("target", &args.url, end, args, &ProgressBar::hidden())?);
@@ -247,6 +321,17 @@ pub fn run(args: &QueryArgs) -> Result<Vec<QueryFigures>> {
             "{}: overall p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms, failures {}",
             r.system, r.p50_ms, r.p95_ms, r.p99_ms, r.failures
         );
+        if let (Some(q), Some(l)) = (r.query_peak_rss_bytes, r.lifetime_peak_rss_bytes) {
+            println!(
+                "{}: peak RSS during the queries {:.0} MiB (VmRSS every 10 ms), lifetime peak (VmHWM, loading included) {:.0} MiB",
+                r.system,
+                q as f64 / 1048576.0,
+                l as f64 / 1048576.0
+            );
+        }
+        for (kind, p50, p95) in &r.by_kind {
+            println!("{}: {kind} p50 {p50:.1} ms, p95 {p95:.1} ms", r.system);
+        }
     }
     if rows.len() == 2 {
         println!(
@@ -421,5 +506,28 @@ mod refresh {
             std::fs::write(p, serde_json::to_string_pretty(&j)?)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The peak-memory figures read a live process: this test's own, which holds a buffer
+    /// of known size while sampled, so both figures must be at least that.
+    #[test]
+    fn peak_rss_figures_read_a_live_process() {
+        let pid = std::process::id();
+        let sampler = RssSampler::start(pid);
+        let held = vec![1u8; 64 << 20];
+        std::thread::sleep(Duration::from_millis(50));
+        let peak = sampler.peak();
+        assert!(peak >= 64 << 20, "sampled peak {peak}");
+        let hwm = hwm_bytes(pid).expect("VmHWM in /proc/self/status");
+        // Not compared with `peak`: the kernel updates the high-water mark lazily, so a
+        // sample taken just before memory is returned can exceed it by a little.
+        assert!(hwm >= 64 << 20, "VmHWM {hwm}");
+        assert_eq!(held.iter().map(|&b| b as usize).sum::<usize>(), 64 << 20);
+        assert_eq!(hwm_bytes(u32::MAX), None);
     }
 }

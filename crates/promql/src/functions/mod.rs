@@ -26,7 +26,9 @@ use range::{
     any_over_time, double_exp_smoothing, histogram_over_time, histogram_rate, instant_value,
     resets_or_changes,
 };
-pub(crate) use range::{extrapolated_rate, instant_float, linear_regression, over_time};
+pub(crate) use range::{
+    extrapolated_rate, extrapolated_rate_scan, instant_float, linear_regression, over_time,
+};
 
 pub(crate) fn unwrap_parens(mut e: &Expr) -> &Expr {
     while let Expr::Paren(p) = e {

@@ -257,12 +257,25 @@ pub(crate) fn extrapolated_rate(
     counter: bool,
     rate: bool,
 ) -> Option<f64> {
+    extrapolated_rate_scan(m, p, counter, rate, counter)
+}
+
+/// `extrapolated_rate` where the caller says whether `p` may hold a counter reset
+/// (`scan_resets`): false only when it knows no sample in `p` is below its predecessor, in
+/// which case the reset scan would add nothing and is skipped (same result, bit for bit).
+pub(crate) fn extrapolated_rate_scan(
+    m: &MatrixVal,
+    p: &[Point],
+    counter: bool,
+    rate: bool,
+    scan_resets: bool,
+) -> Option<f64> {
     if p.len() < 2 {
         return None;
     }
     let (first, last) = (p[0], p[p.len() - 1]);
     let mut result = last.v - first.v;
-    if counter {
+    if counter && scan_resets {
         let mut prev = first.v;
         for x in &p[1..] {
             if x.v < prev {
