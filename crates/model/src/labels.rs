@@ -48,15 +48,28 @@ impl PartialOrd for Label {
 /// Invariant: pairs are sorted by name, names are unique, no value is empty. Every constructor
 /// enforces it, so comparing two `Labels` compares series identities.
 /// Ordered pair by pair (lexicographically, a prefix first), as the derived order would.
-#[derive(Clone, PartialEq, Eq, Default)]
-pub struct Labels(Arc<[Label]>);
+///
+/// The empty set holds no `Arc` at all (`None`; every constructor maps an empty slice to it),
+/// so creating, cloning and dropping one touches no shared memory: std's `Arc<[T]>::default()`
+/// shares one static allocation whose reference count every thread would increment (remote
+/// write builds an empty `Labels` for every cache hit; see docs/benchmarks/ingest.md, s11).
+#[derive(Clone, Default)]
+pub struct Labels(Option<Arc<[Label]>>);
+
+impl PartialEq for Labels {
+    fn eq(&self, other: &Labels) -> bool {
+        self.addr() == other.addr() || self.as_slice() == other.as_slice()
+    }
+}
+
+impl Eq for Labels {}
 
 impl Ord for Labels {
     fn cmp(&self, other: &Labels) -> std::cmp::Ordering {
-        if Arc::ptr_eq(&self.0, &other.0) {
+        if self.addr() == other.addr() {
             return std::cmp::Ordering::Equal;
         }
-        self.0.iter().cmp(other.0.iter())
+        self.as_slice().iter().cmp(other.as_slice().iter())
     }
 }
 
@@ -68,7 +81,7 @@ impl PartialOrd for Labels {
 
 impl Hash for Labels {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        for l in self.0.iter() {
+        for l in self.as_slice() {
             state.write(l.name.as_bytes());
             state.write_u8(0xff);
             state.write(l.value.as_bytes());
@@ -80,6 +93,15 @@ impl Hash for Labels {
 impl Labels {
     pub fn empty() -> Labels {
         Labels::default()
+    }
+
+    /// The one constructor of the tuple: an empty slice becomes `None` (see the type's docs).
+    fn from_arc(pairs: Arc<[Label]>) -> Labels {
+        Labels(if pairs.is_empty() { None } else { Some(pairs) })
+    }
+
+    fn from_vec(pairs: Vec<Label>) -> Labels {
+        if pairs.is_empty() { Labels(None) } else { Labels(Some(pairs.into())) }
     }
 
     /// Builds from pairs; sorts, drops empty values, rejects empty or duplicate names.
@@ -98,11 +120,12 @@ impl Labels {
     /// our own storage). Checked in debug builds only.
     pub fn from_sorted_unchecked(labels: Vec<Label>) -> Labels {
         debug_assert!(labels.windows(2).all(|w| w[0].name < w[1].name));
-        Labels(labels.into())
+        Labels::from_vec(labels)
     }
 
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0.binary_search_by(|l| (*l.name).cmp(name)).ok().map(|i| &*self.0[i].value)
+        let s = self.as_slice();
+        s.binary_search_by(|l| (*l.name).cmp(name)).ok().map(|i| &*s[i].value)
     }
 
     pub fn metric_name(&self) -> Option<&str> {
@@ -110,52 +133,53 @@ impl Labels {
     }
 
     pub fn iter(&self) -> impl ExactSizeIterator<Item = &Label> + '_ {
-        self.0.iter()
+        self.as_slice().iter()
     }
 
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.as_slice().len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.0.is_none()
     }
 
+    #[inline]
     pub fn as_slice(&self) -> &[Label] {
-        &self.0
+        self.0.as_deref().unwrap_or(&[])
     }
 
     /// A copy without the given label names (e.g. `__name__` after a function call).
     pub fn without(&self, names: &[&str]) -> Labels {
-        Labels(self.0.iter().filter(|l| !names.contains(&&*l.name)).cloned().collect())
+        Labels::from_arc(self.iter().filter(|l| !names.contains(&&*l.name)).cloned().collect())
     }
 
     /// The address of the shared pair storage. Two `Labels` with the same address are clones
     /// of one another (hence equal); the address identifies a label set only while a clone
-    /// of it is alive (afterwards the memory can be reused).
+    /// of it is alive (afterwards the memory can be reused). Every empty set has address 0.
     pub fn addr(&self) -> usize {
-        Arc::as_ptr(&self.0).cast::<Label>() as usize
+        self.0.as_ref().map_or(0, |a| Arc::as_ptr(a).cast::<Label>() as usize)
     }
 
     /// A copy keeping only the given names.
     pub fn keep(&self, names: &[&str]) -> Labels {
-        Labels(self.0.iter().filter(|l| names.contains(&&*l.name)).cloned().collect())
+        Labels::from_arc(self.iter().filter(|l| names.contains(&&*l.name)).cloned().collect())
     }
 
     /// A copy with `name` set to `value`; an empty value removes the label.
     pub fn with(&self, name: &str, value: &str) -> Labels {
-        let mut v: Vec<Label> = self.0.iter().filter(|l| &*l.name != name).cloned().collect();
+        let mut v: Vec<Label> = self.iter().filter(|l| &*l.name != name).cloned().collect();
         if !value.is_empty() {
             let pos = v.partition_point(|l| &*l.name < name);
             v.insert(pos, Label { name: name.into(), value: value.into() });
         }
-        Labels(v.into())
+        Labels::from_vec(v)
     }
 
     /// Approximate heap bytes held (not counting sharing through the interner): the slice's
     /// 16-byte header, 16 bytes per pair, and each string with its 16-byte count and length.
     pub fn heap_bytes(&self) -> usize {
-        self.0.iter().map(|l| 16 + (l.name.len() + 16) + (l.value.len() + 16)).sum::<usize>() + 16
+        self.iter().map(|l| 16 + (l.name.len() + 16) + (l.value.len() + 16)).sum::<usize>() + 16
     }
 }
 
@@ -168,7 +192,7 @@ impl fmt::Display for Labels {
         }
         f.write_str("{")?;
         let mut first = true;
-        for l in self.0.iter().filter(|l| &*l.name != METRIC_NAME) {
+        for l in self.iter().filter(|l| &*l.name != METRIC_NAME) {
             if !first {
                 f.write_str(", ")?;
             }
@@ -219,7 +243,9 @@ impl LabelsBuilder {
                 return Err(ModelError::DuplicateLabelName(n.to_string()));
             }
         }
-        Ok(Labels(self.pairs.into_iter().map(|(name, value)| Label { name, value }).collect()))
+        Ok(Labels::from_arc(
+            self.pairs.into_iter().map(|(name, value)| Label { name, value }).collect(),
+        ))
     }
 }
 
@@ -255,8 +281,8 @@ impl Interner {
             set.insert(s.clone());
             s.clone()
         };
-        Labels(
-            labels.0.iter().map(|l| Label { name: get(&l.name), value: get(&l.value) }).collect(),
+        Labels::from_arc(
+            labels.iter().map(|l| Label { name: get(&l.name), value: get(&l.value) }).collect(),
         )
     }
 
@@ -333,6 +359,35 @@ mod tests {
         assert_eq!(std::mem::size_of::<Option<LabelStr>>(), 8);
         let l = Labels::from_pairs([("job", "x"), ("instance", "h:1")]).unwrap();
         assert_eq!(l.heap_bytes(), 16 + (16 + 3 + 16 + 1 + 16) + (16 + 8 + 16 + 3 + 16));
+    }
+
+    /// Every way to an empty set gives the one `None` representation: no shared `Arc` whose
+    /// count threads would contend on, and all empties equal, hashed and addressed alike.
+    #[test]
+    fn the_empty_set_holds_no_arc() {
+        use std::hash::BuildHasher;
+        let a = Labels::from_pairs([("job", "x")]).unwrap();
+        let empties = [
+            Labels::empty(),
+            Labels::default(),
+            Labels::from_pairs([("job", "")]).unwrap(),
+            Labels::from_sorted_unchecked(Vec::new()),
+            a.without(&["job"]),
+            a.keep(&["nope"]),
+            a.with("job", ""),
+            Interner::new().intern_labels(&Labels::empty()),
+        ];
+        let hash = |l: &Labels| foldhash::quality::FixedState::with_seed(1).hash_one(l);
+        for e in &empties {
+            assert!(e.0.is_none(), "{e}");
+            assert!(e.is_empty() && e.iter().len() == 0 && e.addr() == 0);
+            assert_eq!(e, &Labels::empty());
+            assert_eq!(hash(e), hash(&Labels::empty()));
+            assert_ne!(e, &a);
+            assert!(e < &a);
+        }
+        assert_eq!(std::mem::size_of::<Labels>(), 16, "no bigger than the Arc alone");
+        assert_ne!(a.addr(), 0);
     }
 
     #[test]

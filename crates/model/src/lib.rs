@@ -7,6 +7,7 @@
 mod error;
 mod labels;
 mod matcher;
+mod prefetch;
 mod sample;
 mod seam;
 mod series_cache;
@@ -15,6 +16,7 @@ mod tenant;
 pub use error::ModelError;
 pub use labels::{Interner, Label, LabelStr, Labels, LabelsBuilder, METRIC_NAME};
 pub use matcher::{MatchOp, Matcher};
+pub use prefetch::prefetch;
 pub use sample::{
     Exemplar, FloatHistogram, HistogramSample, MetricMetadata, MetricType, STALE_NAN_BITS, Sample,
     Span, is_stale_nan, stale_nan,

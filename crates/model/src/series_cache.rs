@@ -133,8 +133,12 @@ impl SeriesCache {
     }
 
     fn shard(&self, key: u64) -> &Shard {
+        &self.shards[Self::shard_index(key)]
+    }
+
+    fn shard_index(key: u64) -> usize {
         // Middle bits: the map itself uses the low bits for buckets and the top ones as tags.
-        &self.shards[((key >> 32) as usize) % SHARDS]
+        ((key >> 32) as usize) % SHARDS
     }
 
     /// The live series cached under exactly this identity (all 128 bits), if any.
@@ -146,6 +150,34 @@ impl SeriesCache {
             e.series.clone()
         };
         s.is_live().then_some(s)
+    }
+
+    /// Looks up a whole request's identities at once: `out` gets, in order, what [`get`]
+    /// would return for each. Faster than one `get` per series because nothing serialises the
+    /// lookups' cache misses: every shard's read lock is taken once for the batch (not once
+    /// per series: a lock is an atomic read-modify-write, and the CPU completes every load
+    /// before one), all map slots are probed first (independent loads, which the CPU
+    /// overlaps), the series found are prefetched, and only then are their handles cloned
+    /// (each clone another atomic). Writers to the cache wait for the batch (a few hundred
+    /// microseconds for thousands of series); they take one shard at a time, and the batch
+    /// takes its read locks in shard order holding nothing else, so none can deadlock.
+    ///
+    /// [`get`]: SeriesCache::get
+    pub fn get_many(&self, ids: &[u128], out: &mut Vec<Option<SeriesRef>>) {
+        let guards: Vec<_> = self.shards.iter().map(|s| s.read()).collect();
+        let found: Vec<Option<&SeriesRef>> = ids
+            .iter()
+            .map(|&id| {
+                let (key, high) = Self::split(id);
+                let m = &guards[Self::shard_index(key)];
+                m.get(&key).filter(|e| e.high == high).map(|e| &e.series)
+            })
+            .collect();
+        for s in found.iter().flatten() {
+            crate::prefetch(Arc::as_ptr(s));
+        }
+        out.reserve(ids.len());
+        out.extend(found.into_iter().map(|s| s.filter(|s| s.is_live()).cloned()));
     }
 
     /// Caches `series` under `id` unless a live series already holds its bucket (the low 64
@@ -253,6 +285,35 @@ mod tests {
         assert_eq!(c.purge_dead(), 1);
         assert_eq!(c.len(), 1);
         assert_eq!(name(c.get(8)), Some("c".into()));
+    }
+
+    /// `get_many` answers, in order, exactly what `get` answers for each identity: hits, a
+    /// bucket with other high bits, absent identities, dead series, repeats, and many shards.
+    #[test]
+    fn get_many_is_get_for_each() {
+        let c = SeriesCache::new();
+        let series: Vec<Arc<Fake>> = (0..300).map(|i| fake(&format!("m{i}"))).collect();
+        let ids: Vec<u128> = (0..300u128).map(|i| c.identity(&i.to_le_bytes())).collect();
+        for (id, s) in ids.iter().zip(&series) {
+            assert!(c.insert(*id, s.clone()));
+        }
+        series[7].live.store(false, Ordering::Release);
+        let mut asked = ids.clone();
+        asked.extend([ids[3] ^ (1 << 64), 12345, ids[0], ids[7], ids[299]]);
+        let mut got = Vec::new();
+        c.get_many(&asked, &mut got);
+        assert_eq!(got.len(), asked.len());
+        for (id, g) in asked.iter().zip(got) {
+            assert_eq!(name(g), name(c.get(*id)), "identity {id:#x}");
+        }
+        let mut got = Vec::new();
+        c.get_many(&asked, &mut got);
+        assert_eq!(
+            got.iter().filter(|g| g.is_some()).count(),
+            299 + 2,
+            "all but the dead, plus 2 repeats"
+        );
+        assert!(got[7].is_none() && got[300].is_none() && got[301].is_none());
     }
 
     #[test]

@@ -186,6 +186,12 @@ impl XorChunk {
         &self.buf
     }
 
+    /// Where the next append writes first (the last byte, or the buffer's start): for
+    /// prefetching only, never dereferenced.
+    pub fn tail_ptr(&self) -> *const u8 {
+        self.buf.as_ptr().wrapping_add(self.buf.len().saturating_sub(1))
+    }
+
     pub fn append(&mut self, t: i64, v: f64) {
         let vb = v.to_bits();
         match self.count {

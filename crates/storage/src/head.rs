@@ -460,6 +460,26 @@ pub struct MemSeries {
     live: AtomicBool,
 }
 
+impl MemSeries {
+    /// Starts loading the series' lock and the start of its data, for an append a few series
+    /// later (see `TenantDb::append` and `model::prefetch`).
+    pub fn prefetch(&self) {
+        let data: *const u8 = (&raw const self.data).cast();
+        model::prefetch(data);
+        model::prefetch(data.wrapping_add(64));
+    }
+
+    /// Starts loading the last byte of the series' open chunk, which its next append writes.
+    /// Takes the series lock only if it is free (the bytes may move under another writer).
+    pub fn prefetch_open_chunk(&self) {
+        if let Some(d) = self.data.try_lock()
+            && let Some(open) = &d.open
+        {
+            model::prefetch(open.tail_ptr());
+        }
+    }
+}
+
 impl model::SeriesHandle for MemSeries {
     fn labels(&self) -> &Labels {
         &self.labels

@@ -94,6 +94,11 @@ impl<'a, 'i> Ctx<'a, 'i> {
         Some((id, hit))
     }
 
+    /// The tenant's series cache, if the caller gave one.
+    pub(super) fn series_cache(&self) -> Option<&'i SeriesCache> {
+        self.series_cache
+    }
+
     /// What storage is told about a series the cache missed: `Miss(id)` when its raw bytes
     /// are the canonical encoding of the labels just built (so it may be cached: one encoding,
     /// hence one entry, per series), else `None`.

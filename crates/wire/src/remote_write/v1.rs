@@ -32,13 +32,14 @@ pub fn decode_write_v1_cached(
     let mut pairs = RawPairs::new();
     let mut ex_pairs = RawPairs::new();
     let mut fields = Vec::new();
+    let mut pending = Vec::new();
     let mut r = Reader::new(bytes, 0, "WriteRequest");
     while !r.at_end() {
         match r.key()? {
             (1, wt) => {
                 r.expect(1, wt, LEN)?;
                 let ts = r.message("TimeSeries")?;
-                series(&mut ctx, ts, &mut pairs, &mut ex_pairs, &mut fields)?;
+                series(&mut ctx, ts, &mut pairs, &mut ex_pairs, &mut fields, &mut pending)?;
             }
             (3, wt) => {
                 r.expect(3, wt, LEN)?;
@@ -48,7 +49,80 @@ pub fn decode_write_v1_cached(
             (f, wt) => r.skip(f, wt)?,
         }
     }
+    if let Some(cache) = cache
+        && !pending.is_empty()
+    {
+        resolve_pending(&mut ctx, cache, &pending, &mut pairs)?;
+    }
     Ok(ctx.out)
+}
+
+/// A series whose cache lookup was put off until the whole request was walked (see
+/// [`resolve_pending`]): where it is in the batch, its identity and its raw label bytes (one
+/// slice of the request: its `labels` fields, contiguous) with their absolute offset.
+struct Pending<'a> {
+    index: usize,
+    id: u128,
+    raw: &'a [u8],
+    offset: usize,
+}
+
+/// Resolves the series [`series`] put off: one [`SeriesCache::get_many`] for the request (so
+/// the lookups' cache misses overlap instead of each waiting for the last), then a hit gets
+/// its handle, and a miss has its labels parsed and validated as [`series`] would have done
+/// in place (same errors, same rejections; a rejected series leaves the batch).
+fn resolve_pending<'a>(
+    ctx: &mut Ctx<'a, '_>,
+    cache: &SeriesCache,
+    pending: &[Pending<'a>],
+    pairs: &mut RawPairs<'a>,
+) -> Result<(), WireError> {
+    let ids: Vec<u128> = pending.iter().map(|p| p.id).collect();
+    let mut hits = Vec::new();
+    cache.get_many(&ids, &mut hits);
+    let mut rejected = Vec::new();
+    for (p, hit) in pending.iter().zip(hits) {
+        if let Some(hit) = hit {
+            ctx.out.cache_hits += 1;
+            ctx.out.batch.series[p.index].key = SeriesKey::Hit(hit);
+            continue;
+        }
+        pairs.clear();
+        let mut r = Reader::new(p.raw, p.offset, "TimeSeries");
+        while !r.at_end() {
+            // `raw` holds only `labels` fields, each checked when the series was walked.
+            let (f, wt) = r.key()?;
+            r.expect(f, wt, LEN)?;
+            pairs.push(label(r.message("Label")?)?);
+        }
+        match ctx.series_labels(pairs) {
+            Ok(labels) => {
+                let w = &mut ctx.out.batch.series[p.index];
+                w.key = Ctx::key_after_miss(p.raw, Some(p.id), &labels);
+                w.labels = labels;
+            }
+            Err(reason) => {
+                let w = &ctx.out.batch.series[p.index];
+                let dropped = Dropped::Series {
+                    samples: w.samples.len(),
+                    histograms: w.histograms.len(),
+                    exemplars: w.exemplars.len(),
+                };
+                ctx.reject(pairs, reason, dropped);
+                rejected.push(p.index);
+            }
+        }
+    }
+    if !rejected.is_empty() {
+        let mut i = 0;
+        let mut next = rejected.iter().peekable();
+        ctx.out.batch.series.retain(|_| {
+            let keep = next.next_if_eq(&&i).is_none();
+            i += 1;
+            keep
+        });
+    }
+    Ok(())
 }
 
 /// Where a `labels` field lies in its `TimeSeries` message: the field from its key, and the
@@ -66,6 +140,7 @@ fn series<'a>(
     pairs: &mut RawPairs<'a>,
     ex_pairs: &mut RawPairs<'a>,
     fields: &mut Vec<LabelField>,
+    pending: &mut Vec<Pending<'a>>,
 ) -> Result<(), WireError> {
     ctx.count_series()?;
     pairs.clear();
@@ -117,6 +192,21 @@ fn series<'a>(
             &scattered
         }
     };
+    // The common case with a cache (contiguous labels, nothing to reject): the lookup is
+    // put off to one batch for the whole request (see `resolve_pending`).
+    if let Some(cache) = ctx.series_cache()
+        && contiguous
+        && bad_histogram.is_none()
+        && bad_exemplars.is_empty()
+        && let (Some(first), Some(last)) = (fields.first(), fields.last())
+    {
+        let index = ctx.out.batch.series.len();
+        let raw = &buf[first.field_start..last.end];
+        let offset = base + first.field_start;
+        pending.push(Pending { index, id: cache.identity(raw), raw, offset });
+        ctx.out.batch.series.push(w);
+        return Ok(());
+    }
     let cached = match bad_histogram {
         None => ctx.cached(raw),
         Some(_) => None,
