@@ -90,18 +90,44 @@ impl<'a> Reader<'a> {
     }
 
     /// Reads a field key: (field number, wire type).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn key(&mut self) -> Result<(u32, u8), WireError> {
         let k = self.varint()?;
         let wt = (k & 7) as u8;
         let field = k >> 3;
-        if field == 0 || field > u64::from(u32::MAX >> 3) {
-            return Err(self.err(format!("invalid field number {field}")));
-        }
-        if wt > I32 {
-            return Err(self.err(format!("invalid wire type {wt} for field {field}")));
+        if field == 0 || field > u64::from(u32::MAX >> 3) || wt > I32 {
+            return Err(self.bad_key(field, wt));
         }
         Ok((field as u32, wt))
+    }
+
+    #[cold]
+    fn bad_key(&self, field: u64, wt: u8) -> WireError {
+        if field == 0 || field > u64::from(u32::MAX >> 3) {
+            self.err(format!("invalid field number {field}"))
+        } else {
+            self.err(format!("invalid wire type {wt} for field {field}"))
+        }
+    }
+
+    /// The common length-delimited field in one step: if the next bytes are the one-byte key
+    /// `key` and a one-byte length whose payload is all there, consumes the field and returns
+    /// where its payload starts in [`Reader::buf`]. Otherwise consumes nothing (the general
+    /// path then reads, or rejects, the same bytes).
+    #[inline(always)]
+    pub(crate) fn short_field(&mut self, key: u8) -> Option<usize> {
+        match self.buf.get(self.pos..self.pos + 2) {
+            Some(&[k, len]) if k == key && len < 0x80 => {
+                let start = self.pos + 2;
+                let end = start + usize::from(len);
+                if end > self.buf.len() {
+                    return None;
+                }
+                self.pos = end;
+                Some(start)
+            }
+            _ => None,
+        }
     }
 
     #[inline]
@@ -130,18 +156,21 @@ impl<'a> Reader<'a> {
     }
 
     /// A length-delimited payload; returns it with its absolute offset.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn bytes(&mut self) -> Result<(&'a [u8], usize), WireError> {
         let len = self.varint()?;
         let start = self.pos;
         let remaining = self.buf.len() - start;
         if len > remaining as u64 {
-            return Err(
-                self.err(format!("length {len} runs past the end ({remaining} bytes left)"))
-            );
+            return Err(self.past_end(len, remaining));
         }
         self.pos = start + len as usize;
         Ok((&self.buf[start..self.pos], self.base + start))
+    }
+
+    #[cold]
+    fn past_end(&self, len: u64, remaining: usize) -> WireError {
+        self.err(format!("length {len} runs past the end ({remaining} bytes left)"))
     }
 
     /// A nested message as a new reader.

@@ -151,6 +151,11 @@ fn series<'a>(
     let mut bad_histogram = None;
     while !r.at_end() {
         let field_start = r.pos();
+        // The usual label field (key 0x0a, length under 128) without the general path.
+        if let Some(msg_start) = r.short_field(0x0a) {
+            fields.push(LabelField { field_start, msg_start, end: r.pos() });
+            continue;
+        }
         match r.key()? {
             (1, wt) => {
                 r.expect(1, wt, LEN)?;
