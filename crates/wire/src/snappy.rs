@@ -9,6 +9,21 @@ use crate::WireError;
 /// refused without allocating. The output buffer is sized from the header, so a lying header
 /// cannot make the decoder write past it.
 pub fn decompress_capped(input: &[u8], max_len: usize) -> Result<Vec<u8>, WireError> {
+    let mut out = Vec::new();
+    let n = decompress_capped_into(input, max_len, &mut out)?.len();
+    out.truncate(n);
+    Ok(out)
+}
+
+/// [`decompress_capped`] into a buffer the caller reuses: returns the decompressed bytes, a
+/// prefix of `buf`. `buf` only grows (zero-filled where it does), so a reused buffer costs
+/// neither an allocation nor a zero-fill; bytes past the returned prefix are left over from
+/// earlier use and never read.
+pub fn decompress_capped_into<'b>(
+    input: &[u8],
+    max_len: usize,
+    buf: &'b mut Vec<u8>,
+) -> Result<&'b [u8], WireError> {
     let len =
         snap::raw::decompress_len(input).map_err(|e| WireError::SnappyCorrupt(e.to_string()))?;
     if len > max_len {
@@ -23,12 +38,13 @@ pub fn decompress_capped(input: &[u8], max_len: usize) -> Result<Vec<u8>, WireEr
             input.len()
         )));
     }
-    let mut out = vec![0u8; len];
+    if buf.len() < len {
+        buf.resize(len, 0);
+    }
     let n = snap::raw::Decoder::new()
-        .decompress(input, &mut out)
+        .decompress(input, &mut buf[..len])
         .map_err(|e| WireError::SnappyCorrupt(e.to_string()))?;
-    out.truncate(n);
-    Ok(out)
+    Ok(&buf[..n])
 }
 
 /// Compresses `input` as one snappy block (what remote write senders do).
@@ -49,9 +65,16 @@ pub fn compress(input: &[u8]) -> Vec<u8> {
 mod tests {
     use super::*;
 
+    /// Checks `decompress_capped`, and `decompress_capped_into` with a fresh buffer and with
+    /// reused ones (shorter and longer than the output, full of other bytes): same answer.
     fn check(input: &[u8], max: usize, expected: Result<&[u8], WireError>) {
         let got = decompress_capped(input, max);
         assert_eq!(got.as_deref().map_err(Clone::clone), expected);
+        for mut buf in [Vec::new(), vec![0xaa; 7], vec![0x55; 4096]] {
+            let len = buf.len();
+            let got = decompress_capped_into(input, max, &mut buf).map_err(|e| e.clone());
+            assert_eq!(got, expected, "into a buffer of {len} bytes");
+        }
     }
 
     #[test]
