@@ -821,3 +821,28 @@ fn canonical_bytes_are_exactly_the_sorted_encoding() {
     assert!(!super::common::is_canonical(&raw, &l.with("b", "1")));
     assert!(super::common::is_canonical(&[], &Labels::empty()));
 }
+
+/// The batched lookup (`get_many` after the walk) keeps the batch in request order when
+/// misses between hits are rejected: the same series, rejections and counts as without a
+/// cache, on the pass that fills the cache and on the one that hits it.
+#[test]
+fn batched_lookups_keep_order_around_rejected_misses() {
+    let (cache, store) = (SeriesCache::new(), FakeStore::default());
+    let b = req(vec![
+        ts(&[("__name__", "a")], &[(1, 1.0)]),
+        ts(&[("__name__", "m"), ("x", "1"), ("x", "2")], &[(1, 2.0)]),
+        ts(&[("__name__", "c"), ("z", "9")], &[(1, 3.0), (2, 4.0)]),
+        ts(&[("y", "1")], &[(1, 5.0)]),
+        ts(&[("__name__", "a")], &[(2, 6.0)]),
+        ts(&[("__name__", "e")], &[(1, 7.0)]),
+    ]);
+    let plain = render(&decode_write_v1(&b, &Interner::new(), &d()).unwrap());
+    for (pass, want) in [(0, "miss miss miss miss"), (1, "hit hit hit hit")] {
+        let got = decode_write_v1_cached(&b, &Interner::new(), &d(), Some(&cache)).unwrap();
+        assert_eq!(keys(&got), want, "pass {pass}");
+        assert_eq!(got.rejected.series, 2);
+        assert_eq!(got.cache_hits, if pass == 0 { 0 } else { 4 });
+        assert_eq!(store.apply(&cache, &got), plain, "pass {pass}");
+    }
+    assert_eq!(cache.len(), 3, "a, c and e");
+}
