@@ -271,6 +271,11 @@ impl SeriesData {
     fn close_open(&mut self, disk: Option<&ChunkDisk>) -> Option<XorChunk> {
         let o = self.open.take()?;
         if o.count() > 0 {
+            // Four entries at a time, not doubling: a series holds a dozen or more chunks at a
+            // byte budget, and doubling would leave up to half of them unused.
+            if self.closed.len() == self.closed.capacity() {
+                self.closed.reserve_exact(4);
+            }
             self.closed.push(ClosedChunk::new(&o, disk));
         }
         Some(o)
