@@ -12,10 +12,14 @@ struct BitWriter<'a> {
 
 impl BitWriter<'_> {
     /// Appends a zero byte, growing in small exact steps: thousands of open chunks live at
-    /// once, and doubling would leave a quarter of their bytes unused on average.
+    /// once, and doubling would leave a quarter of their bytes unused on average. The last
+    /// step stops at [`CHUNK_BYTES`], so a chunk cut at its budget holds one allocation of
+    /// exactly that size.
     fn push_byte(&mut self) {
-        if self.buf.len() == self.buf.capacity() {
-            self.buf.reserve_exact(32);
+        let cap = self.buf.capacity();
+        if self.buf.len() == cap {
+            let step = if cap < CHUNK_BYTES { (CHUNK_BYTES - cap).min(32) } else { 32 };
+            self.buf.reserve_exact(step);
         }
         self.buf.push(0);
     }
@@ -119,6 +123,23 @@ impl<'a> BitReader<'a> {
     }
 }
 
+/// Samples per chunk at most (as Prometheus): the head closes its open chunk at this count.
+pub const CHUNK_SAMPLES: usize = 120;
+
+/// Encoded bytes per open chunk at most: the head closes its open chunk before an append could
+/// take it past this (see [`XorChunk::is_full`]), so an open chunk's buffer, the head's biggest
+/// per-series cost, is bounded whatever the values. 248 bytes is a 256-byte glibc allocation;
+/// the choice (against 120 samples only, and other budgets) is measured in
+/// docs/benchmarks/storage.md.
+pub const CHUNK_BYTES: usize = 248;
+
+/// Most bytes one append can add to a chunk: the second sample's 10-byte varint delta and a
+/// 77-bit value (flag, flag, 5-bit leading, 6-bit length, 64 bits) is 157 bits, 20 new bytes
+/// at most; a later sample is at most 68 + 77 bits; the first is 16 bytes.
+pub const MAX_APPEND_BYTES: usize = 20;
+
+const _: () = assert!(CHUNK_SAMPLES <= u8::MAX as usize && CHUNK_BYTES <= u16::MAX as usize);
+
 /// Buckets for delta-of-delta timestamps: (prefix bits, prefix len, value bits).
 const DOD_BUCKETS: [(u64, u8, u8); 3] = [(0b10, 2, 14), (0b110, 3, 17), (0b1110, 4, 20)];
 
@@ -195,6 +216,17 @@ impl XorChunk {
 
     pub fn max_time(&self) -> i64 {
         self.last_t
+    }
+
+    /// True when the next append must go to a new chunk: this one holds [`CHUNK_SAMPLES`], or
+    /// one more sample could take it past [`CHUNK_BYTES`].
+    pub fn is_full(&self) -> bool {
+        self.count as usize >= CHUNK_SAMPLES || self.buf.len() + MAX_APPEND_BYTES > CHUNK_BYTES
+    }
+
+    /// Bytes allocated for the encoded samples.
+    pub fn capacity(&self) -> usize {
+        self.buf.capacity()
     }
 
     /// Encoded size in bytes (what the chunk costs in memory, besides its fixed fields).

@@ -15,8 +15,6 @@ use crate::chunk_disk::{ChunkDisk, ChunkRef};
 use crate::codec::histogram_bits_eq;
 use crate::index::Postings;
 
-/// Samples per chunk before a new one starts (as Prometheus).
-const CHUNK_SAMPLES: usize = 120;
 const SHARDS: usize = 32;
 
 #[derive(Clone, Debug)]
@@ -30,81 +28,107 @@ pub struct HeadOptions {
 /// A closed, immutable chunk: its XOR bytes in the tenant's head chunk file (the usual case),
 /// or on the heap when there is no file or writing it failed.
 ///
-/// 40 bytes (checked by a test): the sample count sits in the byte variant's padding.
+/// 24 bytes (checked by a test): the newest time is a 32-bit span from the oldest, and the
+/// chunk file handle is not held per chunk but passed in by the reader (a head holds one).
 pub struct ClosedChunk {
     pub min_t: i64,
-    pub max_t: i64,
     bytes: ChunkBytes,
 }
 
-/// The chunk's bytes and its sample count.
+/// Where the chunk's bytes are, with its sample count and time span (`max_t - min_t`).
 enum ChunkBytes {
-    Mem(u16, Box<[u8]>),
-    Disk(u16, ChunkRef, Arc<ChunkDisk>),
+    /// In the head chunk file at `file`/`offset` ([`ChunkRef`], with the length in 16 bits:
+    /// a chunk is at most [`chunk::CHUNK_BYTES`]).
+    Disk { count: u8, len: u16, span: u32, file: u32, offset: u32 },
+    /// On the heap: boxed, so the common disk case is not sized by it.
+    Mem { span: u32, chunk: Box<MemChunk> },
+}
+
+struct MemChunk {
+    count: u16,
+    bytes: Box<[u8]>,
 }
 
 impl ClosedChunk {
-    fn new(o: &XorChunk, disk: Option<&Arc<ChunkDisk>>) -> ClosedChunk {
-        let n = o.count() as u16;
-        let bytes = match disk.map(|d| (d, d.write(o.bytes(), o.max_time()))) {
-            Some((d, Ok(r))) => ChunkBytes::Disk(n, r, d.clone()),
-            Some((_, Err(e))) => {
-                tracing::warn!(error = %e, "head chunk stays in memory: writing it to disk failed");
-                ChunkBytes::Mem(n, o.bytes().into())
-            }
-            None => ChunkBytes::Mem(n, o.bytes().into()),
+    fn new(o: &XorChunk, disk: Option<&ChunkDisk>) -> ClosedChunk {
+        // The head closes a chunk before its span could pass 32 bits (see `SeriesData::append`).
+        let span = u32::try_from(o.max_time() - o.min_time()).unwrap_or(u32::MAX);
+        let mem = || ChunkBytes::Mem {
+            span,
+            chunk: Box::new(MemChunk { count: o.count() as u16, bytes: o.bytes().into() }),
         };
-        ClosedChunk { min_t: o.min_time(), max_t: o.max_time(), bytes }
+        let small = (u8::try_from(o.count()), u16::try_from(o.byte_len()));
+        let bytes = match (disk, small) {
+            (Some(d), (Ok(count), Ok(len))) => match d.write(o.bytes(), o.max_time()) {
+                Ok(r) => ChunkBytes::Disk { count, len, span, file: r.file, offset: r.offset },
+                Err(e) => {
+                    tracing::warn!(error = %e, "head chunk stays in memory: writing it to disk failed");
+                    mem()
+                }
+            },
+            _ => mem(),
+        };
+        ClosedChunk { min_t: o.min_time(), bytes }
+    }
+
+    pub fn max_t(&self) -> i64 {
+        let span = match &self.bytes {
+            ChunkBytes::Disk { span, .. } | ChunkBytes::Mem { span, .. } => *span,
+        };
+        self.min_t + i64::from(span)
     }
 
     pub fn count(&self) -> u16 {
         match &self.bytes {
-            ChunkBytes::Mem(n, _) | ChunkBytes::Disk(n, ..) => *n,
+            ChunkBytes::Disk { count, .. } => u16::from(*count),
+            ChunkBytes::Mem { chunk, .. } => chunk.count,
         }
     }
 
-    fn decode_into(&self, out: &mut Vec<(i64, f64)>) {
-        match &self.bytes {
-            ChunkBytes::Mem(n, b) => {
-                let _ = chunk::decode(b, *n as usize, out);
-            }
-            ChunkBytes::Disk(n, r, d) => {
-                let mut buf = Vec::new();
-                match d.read(*r, &mut buf) {
-                    Ok(()) => {
-                        let _ = chunk::decode(&buf, *n as usize, out);
-                    }
-                    Err(e) => tracing::error!(error = %e, "head chunk unreadable"),
-                }
-            }
-        }
-    }
-
-    /// Decodes the samples in `[mint, maxt]` into `out`. A chunk in the file is read into a
-    /// buffer reused by the calling thread, not one allocated per chunk.
-    fn decode_range(&self, mint: i64, maxt: i64, out: &mut Vec<Sample>) {
+    /// Hands the chunk's bytes and sample count to `f`. A chunk in the file is read into a
+    /// buffer reused by the calling thread, not one allocated per chunk; `disk` is the head's
+    /// chunk file store (the one the chunk was written to).
+    fn with_bytes(&self, disk: Option<&ChunkDisk>, f: impl FnOnce(&[u8], usize)) {
         thread_local! {
             static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
         }
         match &self.bytes {
-            ChunkBytes::Mem(n, b) => {
-                let _ = chunk::decode_range(b, *n as usize, mint, maxt, out);
+            ChunkBytes::Mem { chunk, .. } => f(&chunk.bytes, chunk.count as usize),
+            &ChunkBytes::Disk { count, len, file, offset, .. } => {
+                let Some(d) = disk else {
+                    tracing::error!("head chunk unreadable: no head chunk file store");
+                    return;
+                };
+                let r = ChunkRef { file, offset, len: u32::from(len) };
+                BUF.with_borrow_mut(|buf| match d.read(r, buf) {
+                    Ok(()) => f(buf, count as usize),
+                    Err(e) => tracing::error!(error = %e, "head chunk unreadable"),
+                })
             }
-            ChunkBytes::Disk(n, r, d) => BUF.with_borrow_mut(|buf| match d.read(*r, buf) {
-                Ok(()) => {
-                    let _ = chunk::decode_range(buf, *n as usize, mint, maxt, out);
-                }
-                Err(e) => tracing::error!(error = %e, "head chunk unreadable"),
-            }),
         }
+    }
+
+    fn decode_into(&self, disk: Option<&ChunkDisk>, out: &mut Vec<(i64, f64)>) {
+        self.with_bytes(disk, |b, n| {
+            let _ = chunk::decode(b, n, out);
+        });
+    }
+
+    /// Decodes the samples in `[mint, maxt]` into `out`.
+    fn decode_range(&self, disk: Option<&ChunkDisk>, mint: i64, maxt: i64, out: &mut Vec<Sample>) {
+        self.with_bytes(disk, |b, n| {
+            let _ = chunk::decode_range(b, n, mint, maxt, out);
+        });
     }
 
     /// Heap bytes this chunk holds.
     fn heap_bytes(&self) -> usize {
         let own = std::mem::size_of::<ClosedChunk>();
         match &self.bytes {
-            ChunkBytes::Mem(_, b) => b.len() + own,
-            ChunkBytes::Disk(..) => own,
+            ChunkBytes::Mem { chunk, .. } => {
+                chunk.bytes.len() + std::mem::size_of::<MemChunk>() + own
+            }
+            ChunkBytes::Disk { .. } => own,
         }
     }
 }
@@ -163,14 +187,14 @@ impl SeriesData {
             && self.hist().samples.is_empty()
     }
 
-    fn value_at(&self, t: i64) -> Option<u64> {
+    fn value_at(&self, disk: Option<&ChunkDisk>, t: i64) -> Option<u64> {
         if let Some(v) = self.ooo().get(&t) {
             return Some(v.to_bits());
         }
         let mut buf = Vec::new();
         for c in &self.closed {
-            if c.min_t <= t && t <= c.max_t {
-                c.decode_into(&mut buf);
+            if c.min_t <= t && t <= c.max_t() {
+                c.decode_into(disk, &mut buf);
             }
         }
         if let Some(o) = &self.open
@@ -191,7 +215,7 @@ impl SeriesData {
         v: f64,
         ooo_min: Option<i64>,
         chunk_range: i64,
-        disk: Option<&Arc<ChunkDisk>>,
+        disk: Option<&ChunkDisk>,
     ) -> Result<bool, RejectReason> {
         let bits = v.to_bits();
         // Nothing older than the window is accepted, in order or not (as Prometheus' min valid time).
@@ -210,7 +234,7 @@ impl SeriesData {
                 };
             }
             Some((lt, _)) if t < lt => {
-                return match self.value_at(t) {
+                return match self.value_at(disk, t) {
                     Some(b) if b == bits => Ok(false),
                     Some(_) => Err(RejectReason::DuplicateTimestamp { t }),
                     None => {
@@ -224,9 +248,12 @@ impl SeriesData {
         let cut = match &self.open {
             None => true,
             Some(o) if o.count() == 0 => false,
+            // Full (120 samples or the byte budget), across a range boundary, or a span
+            // that a closed chunk's 32-bit span could not hold.
             Some(o) => {
-                o.count() >= CHUNK_SAMPLES
+                o.is_full()
                     || t.div_euclid(chunk_range) != o.min_time().div_euclid(chunk_range)
+                    || t - o.min_time() > i64::from(u32::MAX)
             }
         };
         if cut {
@@ -241,21 +268,27 @@ impl SeriesData {
     }
 
     /// Closes the open chunk (if it has samples) and hands its buffer back for reuse.
-    fn close_open(&mut self, disk: Option<&Arc<ChunkDisk>>) -> Option<XorChunk> {
+    fn close_open(&mut self, disk: Option<&ChunkDisk>) -> Option<XorChunk> {
         let o = self.open.take()?;
         if o.count() > 0 {
+            // Four entries at a time, not doubling: a series holds a dozen or more chunks at a
+            // byte budget, and doubling would leave up to half of them unused.
+            if self.closed.len() == self.closed.capacity() {
+                self.closed.reserve_exact(4);
+            }
             self.closed.push(ClosedChunk::new(&o, disk));
         }
         Some(o)
     }
 
     /// Samples in `[mint, maxt]`, sorted, in-order data winning over out-of-order on ties.
-    /// Only the chunks overlapping the range are decoded, and each only up to `maxt`.
-    pub fn samples(&self, mint: i64, maxt: i64, out: &mut Vec<Sample>) {
+    /// Only the chunks overlapping the range are decoded, and each only up to `maxt`. `disk`
+    /// is the head's chunk file store ([`Head::chunk_disk`]).
+    pub fn samples(&self, disk: Option<&ChunkDisk>, mint: i64, maxt: i64, out: &mut Vec<Sample>) {
         let start = out.len();
         for c in &self.closed {
-            if c.max_t >= mint && c.min_t <= maxt {
-                c.decode_range(mint, maxt, out);
+            if c.max_t() >= mint && c.min_t <= maxt {
+                c.decode_range(disk, mint, maxt, out);
             }
         }
         if let Some(o) = &self.open
@@ -296,10 +329,10 @@ impl SeriesData {
             self.open = self.close_open(None).map(XorChunk::retire);
         }
         let (old, keep): (Vec<ClosedChunk>, Vec<ClosedChunk>) =
-            std::mem::take(&mut self.closed).into_iter().partition(|c| c.max_t < upto);
+            std::mem::take(&mut self.closed).into_iter().partition(|c| c.max_t() < upto);
         self.closed = keep;
         let Some(rare) = self.rare.as_mut() else {
-            return CutData { chunks: old, ooo: Vec::new(), histograms: Vec::new() };
+            return CutData { chunks: old, ooo: Vec::new(), histograms: Vec::new(), disk: None };
         };
         let newer = rare.ooo.split_off(&upto);
         let ooo = std::mem::replace(&mut rare.ooo, newer);
@@ -312,6 +345,7 @@ impl SeriesData {
             chunks: old,
             ooo: ooo.into_iter().map(|(t, v)| Sample { t, v }).collect(),
             histograms,
+            disk: None,
         }
     }
 }
@@ -325,6 +359,7 @@ impl SeriesData {
         t: i64,
         h: &FloatHistogram,
         ooo_min: Option<i64>,
+        disk: Option<&ChunkDisk>,
     ) -> Result<bool, RejectReason> {
         if let Some(min) = ooo_min
             && t < min
@@ -338,7 +373,7 @@ impl SeriesData {
                 Err(RejectReason::DuplicateTimestamp { t })
             };
         }
-        if self.value_at(t).is_some() {
+        if self.value_at(disk, t).is_some() {
             return Err(RejectReason::DuplicateTimestamp { t });
         }
         let hist = &mut self.rare_mut().hist;
@@ -417,14 +452,16 @@ pub struct CutData {
     pub ooo: Vec<Sample>,
     /// Native histogram samples, in time order.
     pub histograms: Vec<HistogramSample>,
+    /// The head's chunk file store, which the chunks' bytes are in (set by [`Head::cut`]).
+    disk: Option<Arc<ChunkDisk>>,
 }
 
 impl CutData {
     pub fn samples(&self, mint: i64, maxt: i64, out: &mut Vec<Sample>) {
         let mut inorder = Vec::new();
         for c in &self.chunks {
-            if c.max_t >= mint && c.min_t <= maxt {
-                c.decode_range(mint, maxt, &mut inorder);
+            if c.max_t() >= mint && c.min_t <= maxt {
+                c.decode_range(self.disk.as_deref(), mint, maxt, &mut inorder);
             }
         }
         let ooo: Vec<Sample> =
@@ -638,7 +675,7 @@ impl Head {
                 let r = if d.has_histogram_at(smp.t) {
                     Err(RejectReason::DuplicateTimestamp { t: smp.t })
                 } else {
-                    d.append(smp.t, smp.v, ooo_min, self.opts.chunk_range, self.disk.as_ref())
+                    d.append(smp.t, smp.v, ooo_min, self.opts.chunk_range, self.disk.as_deref())
                 };
                 match r {
                     Ok(true) => {
@@ -667,7 +704,7 @@ impl Head {
         {
             let mut d = s.data.lock();
             for (t, h) in histograms {
-                match d.append_histogram(*t, h, ooo_min) {
+                match d.append_histogram(*t, h, ooo_min, self.disk.as_deref()) {
                     Ok(true) => {
                         tally.stored(*t);
                         accepted(*t, h);
@@ -754,8 +791,9 @@ impl Head {
     pub fn cut(&self, upto: i64) -> Vec<(Arc<MemSeries>, CutData)> {
         let mut out = Vec::new();
         for s in self.all_series() {
-            let cut = s.data.lock().take_before(upto);
+            let mut cut = s.data.lock().take_before(upto);
             if !cut.is_empty() {
+                cut.disk = self.disk.clone();
                 out.push((s, cut));
             }
         }
@@ -765,7 +803,7 @@ impl Head {
             let d = s.data.lock();
             for c in &d.closed {
                 lo = lo.min(c.min_t);
-                hi = hi.max(c.max_t);
+                hi = hi.max(c.max_t());
             }
             if let Some(o) = d.open.as_ref().filter(|o| o.count() > 0) {
                 lo = lo.min(o.min_time());
@@ -865,8 +903,7 @@ mod tests {
 
     fn samples(h: &Head, s: &MemSeries) -> Vec<(i64, f64)> {
         let mut out = Vec::new();
-        let _ = h;
-        s.data.lock().samples(i64::MIN, i64::MAX, &mut out);
+        s.data.lock().samples(h.chunk_disk().map(Arc::as_ref), i64::MIN, i64::MAX, &mut out);
         out.into_iter().map(|s| (s.t, s.v)).collect()
     }
 
@@ -924,12 +961,51 @@ mod tests {
     /// figures were measured with (docs/benchmarks/storage.md); a new field must pay its way.
     #[test]
     fn per_series_structures_stay_small() {
-        assert!(std::mem::size_of::<ClosedChunk>() <= 40, "{}", std::mem::size_of::<ClosedChunk>());
+        assert!(std::mem::size_of::<ClosedChunk>() <= 24, "{}", std::mem::size_of::<ClosedChunk>());
         assert!(std::mem::size_of::<SeriesData>() <= 96, "{}", std::mem::size_of::<SeriesData>());
         assert!(std::mem::size_of::<XorChunk>() <= 64, "{}", std::mem::size_of::<XorChunk>());
         assert!(std::mem::size_of::<MemSeries>() <= 128, "{}", std::mem::size_of::<MemSeries>());
         assert_eq!(std::mem::size_of::<ChunkRef>(), 12);
         assert_eq!(std::mem::size_of::<model::Label>(), 16);
+    }
+
+    proptest::proptest! {
+        /// The open chunk, the biggest per-series cost, never holds or allocates more than
+        /// `chunk::CHUNK_BYTES`, whatever the values and timestamps; the chunks closed at the
+        /// budget (in the head chunk file or on the heap) read back as written, and a cut
+        /// moves them whole.
+        #[test]
+        fn open_chunk_stays_within_its_byte_budget(
+            on_disk in proptest::bool::ANY,
+            deltas in proptest::collection::vec(1i64..200_000, 1..600),
+            values in proptest::collection::vec(proptest::num::f64::ANY, 600),
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let disk = on_disk.then(|| Arc::new(ChunkDisk::open(&dir.path().join("hc")).unwrap()));
+            let h = Head::with_disk(HeadOptions { chunk_range: 7_200_000, ooo_window: 0 }, disk);
+            let s = h.create(&Labels::from_pairs([("__name__", "x")]).unwrap(), None);
+            let mut want = Vec::new();
+            let mut t = 0;
+            for (d, v) in deltas.iter().zip(&values) {
+                t += d;
+                proptest::prop_assert_eq!(h.append_series(&s, &[Sample { t, v: *v }], false, |_, _| {}).0, 1);
+                want.push((t, v.to_bits()));
+                let d = s.data.lock();
+                let o = d.open.as_ref().unwrap();
+                proptest::prop_assert!(o.byte_len() <= chunk::CHUNK_BYTES, "{} bytes", o.byte_len());
+                proptest::prop_assert!(o.capacity() <= chunk::CHUNK_BYTES, "{} allocated", o.capacity());
+                proptest::prop_assert!(o.count() <= chunk::CHUNK_SAMPLES);
+            }
+            let got: Vec<(i64, u64)> = samples(&h, &s).iter().map(|s| (s.0, s.1.to_bits())).collect();
+            proptest::prop_assert_eq!(&got, &want);
+            let mut moved = Vec::new();
+            for (_, c) in h.cut(t / 2) {
+                c.samples(i64::MIN, i64::MAX, &mut moved);
+            }
+            let left: Vec<(i64, u64)> = samples(&h, &s).iter().map(|s| (s.0, s.1.to_bits())).collect();
+            let moved: Vec<(i64, u64)> = moved.iter().map(|s| (s.t, s.v.to_bits())).collect();
+            proptest::prop_assert_eq!([moved, left].concat(), want);
+        }
     }
 
     #[test]

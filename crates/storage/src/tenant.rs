@@ -396,6 +396,7 @@ impl TenantDb {
     ) -> impl Iterator<Item = Result<Series>> + Send + 'static {
         let blocks = self.overlapping_blocks(hints);
         let cutting = self.cutting.read().clone();
+        let disk = self.head.chunk_disk().cloned();
         let tombstones = self.tombstones.list();
         // (labels, source) pairs, sorted by labels with a stable sort: a series' sources stay
         // in the order head, data being cut, blocks, which `merge_into` relies on (the
@@ -436,7 +437,7 @@ impl TenantDb {
                 match src {
                     Source::Head(s) => {
                         let d = s.data.lock();
-                        d.samples(start, end, &mut part);
+                        d.samples(disk.as_deref(), start, end, &mut part);
                         d.histograms(start, end, &mut hpart);
                     }
                     Source::Cut(c, i) => {
@@ -703,6 +704,7 @@ impl TenantDb {
     /// Rewrites what the head still holds as a checkpoint and drops the segments it replaces.
     fn checkpoint(&self, upto_segment: u64) -> Result<()> {
         let series = self.head.all_series();
+        let disk = self.head.chunk_disk().map(Arc::as_ref);
         let mut records = Vec::new();
         for group in series.chunks(10_000) {
             records.push((
@@ -712,7 +714,7 @@ impl TenantDb {
             let (mut r, mut t, mut v) = (Vec::new(), Vec::new(), Vec::new());
             for s in group {
                 let mut buf = Vec::new();
-                s.data.lock().samples(i64::MIN, i64::MAX, &mut buf);
+                s.data.lock().samples(disk, i64::MIN, i64::MAX, &mut buf);
                 for smp in buf {
                     r.push(s.id);
                     t.push(smp.t);
