@@ -79,9 +79,11 @@ enum Source {
 type CutList = Vec<(Arc<MemSeries>, CutData)>;
 
 /// Selections of at least this many series are decoded on two threads (see
-/// [`SeriesReader::two_threads`]). Below it a helper thread's start (tens of microseconds)
-/// is not worth it; at 1,000 series of a dashboard's 1 h range, decoding is milliseconds.
-const PARALLEL_SELECT_MIN: usize = 1000;
+/// [`SeriesReader::two_threads`]): four runs, two per thread. Below it a helper thread's
+/// start (tens of microseconds) is a noticeable share of a small query; 512 series of even
+/// a 5-minute window are a few tens of thousands of samples to decode, about a millisecond.
+/// Not tuned by measurement on a quiet machine.
+const PARALLEL_SELECT_MIN: usize = 512;
 
 /// Series in one run of a two-thread selection: the unit handed from the helper thread.
 const PARALLEL_SELECT_RUN: usize = 128;

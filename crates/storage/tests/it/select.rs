@@ -6,7 +6,7 @@ use storage::Db;
 
 use crate::{batch, dump, labels, opts, tenant, value};
 
-/// Series of the test: above the two-thread threshold (1,000), and not a multiple of the
+/// Series of the test: above the two-thread threshold (512), and not a multiple of the
 /// 128-series runs, so that the last run is a partial one.
 const SERIES: u32 = 2_601;
 
@@ -58,8 +58,8 @@ fn large_selections_read_on_two_threads_match_the_single_thread_answer() {
     db.delete_series(&tenant(), &[re("host-10\\d\\d")], i64::MIN, i64::MAX).unwrap();
     // Two threads: every series, block and head sources merged, some series empty.
     check(&db, &[Matcher::eq("job", "node")]);
-    // One thread (below 1,000 series): the same rules.
+    // One thread (below 512 series): the same rules.
     check(&db, &[re("host-1\\d\\d")]);
-    // Just above the threshold, and the deleted ones inside it.
+    // Above the threshold, the deleted ones inside it.
     check(&db, &[re("host-(1\\d\\d\\d|2\\d)")]);
 }
