@@ -207,7 +207,7 @@ impl SeriesReader {
         let total = runs.len();
         let (mut mine, mut theirs) = (Vec::new(), Vec::new());
         for (i, r) in runs.into_iter().enumerate() {
-            if i % 2 == 0 { mine.push(r) } else { theirs.push(r) }
+            if i.is_multiple_of(2) { mine.push(r) } else { theirs.push(r) }
         }
         let (tx, rx) =
             std::sync::mpsc::sync_channel::<Vec<Option<Result<Series>>>>(PARALLEL_SELECT_AHEAD);
@@ -261,7 +261,7 @@ impl SeriesReader {
                 }
                 let k = next_run;
                 next_run += 1;
-                cur = Some(if k % 2 == 0 {
+                cur = Some(if k.is_multiple_of(2) {
                     Cur::Mine(mine.next()?.into_iter())
                 } else {
                     match rx.recv() {
