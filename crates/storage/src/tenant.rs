@@ -78,12 +78,17 @@ enum Source {
 
 type CutList = Vec<(Arc<MemSeries>, CutData)>;
 
-/// Selections of at least this many series are decoded on two threads (see
-/// [`SeriesReader::two_threads`]): four runs, two per thread. Below it a helper thread's
-/// start (tens of microseconds) is a noticeable share of a small query; 512 series of even
-/// a 5-minute window are a few tens of thousands of samples to decode, about a millisecond.
-/// Not tuned by measurement on a quiet machine.
+/// Selections of at least this many series, over at least `PARALLEL_SELECT_SPAN_MS`, are
+/// decoded on two threads (see [`SeriesReader::two_threads`]): four runs or more, two per
+/// thread. Below it a helper thread's start (tens of microseconds) is a noticeable share of
+/// a small query. Not tuned by measurement on a quiet machine.
 const PARALLEL_SELECT_MIN: usize = 512;
+
+/// Shorter selections (an instant query's 5-minute window: a few samples per series) stay
+/// on one thread: on a loaded 2-core machine the second thread cost instant queries 2–6 ms
+/// of CPU (of 34–56) for no measurable gain (docs/benchmarks/query.md, session 11), while
+/// 1 h range queries, with 20 times the samples per series, are where the reading is long.
+const PARALLEL_SELECT_SPAN_MS: i64 = 15 * 60_000;
 
 /// Series in one run of a two-thread selection: the unit handed from the helper thread.
 const PARALLEL_SELECT_RUN: usize = 128;
@@ -609,7 +614,10 @@ impl TenantDb {
             }
         }
         let read = SeriesReader { hints, tombstones, expect: 0 };
-        if groups.len() >= PARALLEL_SELECT_MIN && parallel_select() {
+        if groups.len() >= PARALLEL_SELECT_MIN
+            && hints.end.saturating_sub(hints.start) >= PARALLEL_SELECT_SPAN_MS
+            && parallel_select()
+        {
             Either::Two(read.two_threads(groups))
         } else {
             Either::One(groups.into_iter().filter_map(read.one_thread()))
