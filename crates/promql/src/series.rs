@@ -165,6 +165,9 @@ impl StepMatrix {
     }
 }
 
+/// A covered range function, its series, and whether it keeps the metric name.
+type RangeInput<'c> = (RangeFn<'c>, Arc<Vec<Loaded>>, bool);
+
 /// One thread's share of a fused aggregation: its steps, for every group (`group * steps +
 /// step`), and which series had a window of several samples (for `rate`'s annotation).
 struct FusedPart {
@@ -364,10 +367,7 @@ impl Planner<'_, '_> {
 
     /// What a covered range function reads: the function, its series and whether it keeps
     /// the metric name (`last_over_time`, `first_over_time`). `None`: not covered.
-    fn range_input<'c>(
-        &mut self,
-        c: &'c Call,
-    ) -> Result<Option<(RangeFn<'c>, Arc<Vec<Loaded>>, bool)>> {
+    fn range_input<'c>(&mut self, c: &'c Call) -> Result<Option<RangeInput<'c>>> {
         let name = c.func.name;
         let keep = matches!(name, "last_over_time" | "first_over_time");
         let supported = keep
