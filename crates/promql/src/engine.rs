@@ -724,6 +724,12 @@ mod tests {
             "first_over_time(c[1m])",
             "sum(c)",
             "sum by (g) (rate(c[1m]))",
+            "count by (g) (rate(c[1m]))",
+            "group without (i) (irate(c[1m]))",
+            "sum(rate({__name__=~\"d|e\"}[1m]))",
+            "sum by (g) (last_over_time(c[1m]))",
+            "count(increase(c[2m] offset 30s))",
+            "topk(1, count by (g) (rate(c[30s])))",
             "avg by (g) (rate(c[1m]))",
             "min by (g) (c)",
             "max without (i) (c)",
@@ -785,7 +791,13 @@ mod tests {
             });
             e.range_query(&s, &t, q, 0, 3_000_000, 15_000).is_ok()
         };
-        for q in ["c", "rate(c[1m])", "sum by (g) (rate(c[2m]))", "topk(1, sum by (g) (c))"] {
+        for q in [
+            "c",
+            "rate(c[1m])",
+            "sum by (g) (rate(c[2m]))",
+            "count(rate(c[2m]))",
+            "topk(1, sum by (g) (c))",
+        ] {
             // The smallest limit the step-by-step evaluator accepts.
             let (mut lo, mut hi) = (0usize, 1_000_000usize);
             while lo < hi {

@@ -126,10 +126,12 @@ pub(crate) struct Loaded {
     pub labels: Labels,
     /// `labels` without the metric-identity labels (see `RangeElem::dropped`).
     pub dropped: Labels,
-    /// Raw samples, staleness markers included (instant selectors need them).
+    /// Raw samples, staleness markers included (instant selectors need them); empty for
+    /// a range selector's series, which read `floats` only.
     pub samples: Arc<[model::Sample]>,
     pub histograms: Arc<[HistogramPoint]>,
-    /// The same without staleness markers, shared by range-selector windows.
+    /// The same without staleness markers, shared by range-selector windows; empty for an
+    /// instant selector's series, which read `samples` only.
     pub floats: Arc<Arc<[Point]>>,
     live_histograms: Arc<Arc<[HistogramPoint]>>,
 }
@@ -492,6 +494,9 @@ impl<'a> Evaluator<'a> {
         // Float-only series (the usual case) share one empty histogram run.
         let no_histograms: Arc<[HistogramPoint]> = Arc::from(Vec::new());
         let no_live_histograms = Arc::new(no_histograms.clone());
+        let matrix = range.is_some();
+        let no_samples: Arc<[model::Sample]> = Arc::from(Vec::new());
+        let no_floats: Arc<Arc<[Point]>> = Arc::new(Arc::from(Vec::new()));
         let mut out = Vec::new();
         for ms in alternatives {
             self.check_deadline()?;
@@ -513,18 +518,29 @@ impl<'a> Evaluator<'a> {
                             h.iter().filter(|x| !is_stale_nan(x.h.sum)).cloned().collect();
                         (h.into(), Arc::new(live))
                     };
-                    let floats: Arc<[Point]> = s
-                        .samples
-                        .iter()
-                        .filter(|x| !is_stale_nan(x.v))
-                        .map(|x| Point { t: x.t, v: x.v })
-                        .collect();
+                    // Range selectors read only `floats`, instant selectors only `samples`
+                    // (a selector node is one or the other): build just the one read, in
+                    // one exactly sized copy when no staleness marker needs filtering out.
+                    let (samples, floats) = if matrix {
+                        let floats: Arc<[Point]> = if s.samples.iter().any(|x| is_stale_nan(x.v)) {
+                            s.samples
+                                .iter()
+                                .filter(|x| !is_stale_nan(x.v))
+                                .map(|x| Point { t: x.t, v: x.v })
+                                .collect()
+                        } else {
+                            s.samples.iter().map(|x| Point { t: x.t, v: x.v }).collect()
+                        };
+                        (no_samples.clone(), Arc::new(floats))
+                    } else {
+                        (s.samples.into(), no_floats.clone())
+                    };
                     out.push(Loaded {
                         dropped: strip_names(&s.labels, self.meta()),
                         labels: s.labels,
-                        samples: s.samples.into(),
+                        samples,
                         histograms,
-                        floats: Arc::new(floats),
+                        floats,
                         live_histograms,
                     });
                 }

@@ -28,7 +28,7 @@ use promql_parser::parser::{AggregateExpr, Call, Expr};
 
 use crate::aggregate::{group_key, stdvar};
 use crate::error::{Error, Result};
-use crate::eval::{Elem, Evaluator, MatrixVal, duration_ms, offset_ms};
+use crate::eval::{Elem, Evaluator, Loaded, MatrixVal, duration_ms, offset_ms};
 use crate::float::{avg, kahan_sum_inc, quantile};
 use crate::functions::{extrapolated_rate_scan, instant_float, linear_regression, over_time};
 use crate::value::{Point, Series};
@@ -163,6 +163,22 @@ impl StepMatrix {
         v.sort_by_key(|x| x.0);
         v.into_iter().map(|(_, r, v)| Elem::float(r.labels.clone(), v, ts)).collect()
     }
+}
+
+/// A covered range function, its series, and whether it keeps the metric name.
+type RangeInput<'c> = (RangeFn<'c>, Arc<Vec<Loaded>>, bool);
+
+/// One thread's share of a fused aggregation: its steps, for every group (`group * steps +
+/// step`), and which series had a window of several samples (for `rate`'s annotation).
+struct FusedPart {
+    /// `sum`: Kahan sum and compensation.
+    acc: Vec<(f64, f64)>,
+    /// `count` and `group`: members present.
+    count: Vec<usize>,
+    /// First present member's series index (`u32::MAX`: none).
+    order: Vec<u32>,
+    step_in: Vec<usize>,
+    several: Vec<bool>,
 }
 
 fn key(e: &Expr) -> usize {
@@ -349,8 +365,9 @@ impl Planner<'_, '_> {
         Ok(Some(StepMatrix { rows, step_in }))
     }
 
-    /// `f(x[range])` for the range functions below, over float series.
-    fn range_function(&mut self, c: &Call) -> Result<Option<StepMatrix>> {
+    /// What a covered range function reads: the function, its series and whether it keeps
+    /// the metric name (`last_over_time`, `first_over_time`). `None`: not covered.
+    fn range_input<'c>(&mut self, c: &'c Call) -> Result<Option<RangeInput<'c>>> {
         let name = c.func.name;
         let keep = matches!(name, "last_over_time" | "first_over_time");
         let supported = keep
@@ -392,7 +409,28 @@ impl Planner<'_, '_> {
         }
         let (grid, off, range) = (self.grid, offset_ms(&ms.vs.offset), duration_ms(&ms.range));
         let counter = matches!(name, "rate" | "increase");
-        let f = RangeFn { name, grid, off, range, counter };
+        Ok(Some((RangeFn { name, grid, off, range, counter }, data, keep)))
+    }
+
+    /// The info annotation the step evaluator raises for `rate`/`increase` over a series
+    /// whose name does not look like a counter's, when some window held several samples.
+    fn counter_info(&mut self, f: &RangeFn<'_>, labels: &Labels, several: bool) {
+        if f.counter && several {
+            let n = labels.metric_name().unwrap_or("");
+            if !n.is_empty()
+                && !["_total", "_sum", "_count", "_bucket"].iter().any(|x| n.ends_with(x))
+            {
+                self.ev.annotations.info(format!(
+                    "metric might not be a counter, name does not end in _total/_sum/_count/_bucket: {n:?}"
+                ));
+            }
+        }
+    }
+
+    /// `f(x[range])` for the range functions below, over float series.
+    fn range_function(&mut self, c: &Call) -> Result<Option<StepMatrix>> {
+        let Some((f, data, keep)) = self.range_input(c)? else { return Ok(None) };
+        let grid = f.grid;
         let mut step_in = vec![0usize; grid.n];
         let mut rows = Vec::new();
         let workers = self.ev.opts.parallel_workers.clamp(1, data.len().max(1));
@@ -458,16 +496,7 @@ impl Planner<'_, '_> {
                 self.ev.check_deadline()?;
                 f.row(&s.floats, &mut step_in, &mut resets)
             };
-            if counter && several {
-                let n = s.labels.metric_name().unwrap_or("");
-                if !n.is_empty()
-                    && !["_total", "_sum", "_count", "_bucket"].iter().any(|x| n.ends_with(x))
-                {
-                    self.ev.annotations.info(format!(
-                        "metric might not be a counter, name does not end in _total/_sum/_count/_bucket: {n:?}"
-                    ));
-                }
-            }
+            self.counter_info(&f, &s.labels, several);
             if let Some(vals) = vals {
                 if !self.reserve(1) {
                     return Ok(None);
@@ -482,6 +511,143 @@ impl Planner<'_, '_> {
         Ok(Some(StepMatrix { rows, step_in }))
     }
 
+    /// `sum`, `count` or `group` straight over a covered range function: each series' row
+    /// is computed into scratch space and folded into its group's step row at once, so the
+    /// function's rows (series × steps) are never held. Per step, a group's members are
+    /// added in series order (Kahan for `sum`), as `aggregate` adds them over materialised
+    /// rows, so the answer is the same bit for bit. On `parallel_workers` threads the steps,
+    /// not the series, are split: every thread walks all series over its own steps, so each
+    /// step still sees its members in order. `Row::order` holds the first present member's
+    /// series index, which orders groups as its row index would. `None`: not covered here.
+    fn fused_aggregate(
+        &mut self,
+        a: &AggregateExpr,
+        op: &str,
+        c: &Call,
+    ) -> Result<Option<StepMatrix>> {
+        let Some((f, data, keep)) = self.range_input(c)? else { return Ok(None) };
+        if u32::try_from(data.len()).is_err() {
+            return Ok(None);
+        }
+        let grid = self.grid;
+        let mut index: HashMap<Labels, usize, foldhash::fast::RandomState> = HashMap::default();
+        let mut keys: Vec<Labels> = Vec::new();
+        let mut group_of: Vec<usize> = Vec::with_capacity(data.len());
+        for s in data.iter() {
+            let k = group_key(if keep { &s.labels } else { &s.dropped }, &a.modifier);
+            let g = match index.get(&k) {
+                Some(&g) => g,
+                None => {
+                    index.insert(k.clone(), keys.len());
+                    keys.push(k);
+                    keys.len() - 1
+                }
+            };
+            group_of.push(g);
+        }
+        if !self.reserve(keys.len().saturating_mul(2)) {
+            return Ok(None);
+        }
+        let workers = self.ev.opts.parallel_workers.clamp(1, grid.n.max(1));
+        let workers =
+            if workers > 1 && data.len().saturating_mul(grid.n) >= self.ev.opts.parallel_min_work {
+                workers
+            } else {
+                1
+            };
+        let per = grid.n.div_ceil(workers).max(1);
+        let spans: Vec<(usize, usize)> =
+            (0..grid.n).step_by(per).map(|k0| (k0, (k0 + per).min(grid.n))).collect();
+        let sum = op == "sum";
+        let ngroups = keys.len();
+        let check = self.ev.deadline_check();
+        let span = |(k0, k1): (usize, usize)| -> Result<FusedPart> {
+            let n = k1 - k0;
+            let sub = RangeFn {
+                name: f.name,
+                grid: Grid { start: grid.t(k0), step: grid.step, n },
+                off: f.off,
+                range: f.range,
+                counter: f.counter,
+            };
+            let mut part = FusedPart {
+                acc: vec![(0.0, 0.0); if sum { ngroups * n } else { 0 }],
+                count: vec![0; if sum { 0 } else { ngroups * n }],
+                order: vec![u32::MAX; ngroups * n],
+                step_in: vec![0; n],
+                several: vec![false; data.len()],
+            };
+            let mut resets = Vec::new();
+            for (i, s) in data.iter().enumerate() {
+                check()?;
+                let (vals, several) = sub.row(&s.floats, &mut part.step_in, &mut resets);
+                part.several[i] = several;
+                let Some(vals) = vals else { continue };
+                let base = group_of[i] * n;
+                for (k, v) in vals.iter().enumerate() {
+                    let Some(v) = *v else { continue };
+                    let cell = base + k;
+                    if part.order[cell] == u32::MAX {
+                        part.order[cell] = i as u32;
+                    }
+                    if sum {
+                        part.acc[cell] = kahan_sum_inc(v, part.acc[cell].0, part.acc[cell].1);
+                    } else {
+                        part.count[cell] += 1;
+                    }
+                }
+            }
+            Ok(part)
+        };
+        let parts: Vec<FusedPart> = if spans.len() > 1 {
+            let done: Vec<Result<FusedPart>> = std::thread::scope(|scope| {
+                let handles: Vec<_> =
+                    spans.iter().map(|&sp| scope.spawn(move || span(sp))).collect();
+                handles
+                    .into_iter()
+                    .map(|h| {
+                        h.join().unwrap_or_else(|_| {
+                            Err(Error::Execution("internal: aggregation worker panicked".into()))
+                        })
+                    })
+                    .collect()
+            });
+            done.into_iter().collect::<Result<_>>()?
+        } else {
+            spans.iter().map(|&sp| span(sp)).collect::<Result<_>>()?
+        };
+        let mut step_in = Vec::with_capacity(grid.n);
+        for p in &parts {
+            step_in.extend_from_slice(&p.step_in);
+        }
+        for (i, s) in data.iter().enumerate() {
+            self.counter_info(&f, &s.labels, parts.iter().any(|p| p.several[i]));
+        }
+        if !self.step_in_ok(&step_in) {
+            return Ok(None);
+        }
+        let mut rows = Vec::with_capacity(ngroups);
+        for (g, labels) in keys.into_iter().enumerate() {
+            let mut vals = Vec::with_capacity(grid.n);
+            let mut order = Vec::with_capacity(grid.n);
+            for (p, &(k0, k1)) in parts.iter().zip(&spans) {
+                let n = k1 - k0;
+                for k in 0..n {
+                    let cell = g * n + k;
+                    let o = p.order[cell];
+                    order.push(o);
+                    vals.push((o != u32::MAX).then(|| match op {
+                        "sum" => p.acc[cell].0 + p.acc[cell].1,
+                        "count" => p.count[cell] as f64,
+                        _ => 1.0,
+                    }));
+                }
+            }
+            rows.push(Row { labels, vals, order: Some(order) });
+        }
+        Ok(Some(StepMatrix { rows, step_in }))
+    }
+
     /// Aggregations without a parameter (and `quantile` with a literal one) over a covered
     /// child whose rows are in step order.
     fn aggregate(&mut self, a: &AggregateExpr) -> Result<Option<StepMatrix>> {
@@ -491,6 +657,12 @@ impl Planner<'_, '_> {
             ("quantile", Some(Expr::NumberLiteral(n))) => n.val,
             _ => return Ok(None),
         };
+        if matches!(op.as_str(), "sum" | "count" | "group")
+            && let Expr::Call(c) = unparen(&a.expr)
+            && let Some(m) = self.fused_aggregate(a, &op, c)?
+        {
+            return Ok(Some(m));
+        }
         let Some(child) = self.node(&a.expr)? else { return Ok(None) };
         if !child.ordered() {
             return Ok(None);

@@ -26,6 +26,8 @@ pub enum StorageError {
     TooManyTombstones { limit: usize },
     #[error("storage is shutting down")]
     Closed,
+    #[error("the thread reading a selection's series {0}")]
+    SelectReader(String),
     #[error(
         "a write resolved by the series cache carries a handle that is not this storage's and no labels (a bug in the caller)"
     )]

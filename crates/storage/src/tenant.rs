@@ -83,6 +83,215 @@ enum Source {
 
 type CutList = Vec<(Arc<MemSeries>, CutData)>;
 
+/// Selections of at least this many series, over at least `PARALLEL_SELECT_SPAN_MS`, are
+/// decoded on two threads (see [`SeriesReader::two_threads`]): four runs or more, two per
+/// thread. Below it a helper thread's start (tens of microseconds) is a noticeable share of
+/// a small query. Not tuned by measurement on a quiet machine.
+const PARALLEL_SELECT_MIN: usize = 512;
+
+/// Shorter selections (an instant query's 5-minute window: a few samples per series) stay
+/// on one thread: on a loaded 2-core machine the second thread cost instant queries 2–6 ms
+/// of CPU (of 34–56) for no measurable gain (docs/benchmarks/query.md, session 11), while
+/// 1 h range queries, with 20 times the samples per series, are where the reading is long.
+const PARALLEL_SELECT_SPAN_MS: i64 = 15 * 60_000;
+
+/// Series in one run of a two-thread selection: the unit handed from the helper thread.
+const PARALLEL_SELECT_RUN: usize = 128;
+
+/// Runs the helper thread may have read ahead of the reader, at most: with the run it is
+/// reading, it bounds the memory a two-thread selection holds beyond the series being read.
+const PARALLEL_SELECT_AHEAD: usize = 2;
+
+/// Whether the machine has a second core to decode on (asked once).
+fn parallel_select() -> bool {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get())) > 1
+}
+
+/// One of two iterator types, as one.
+enum Either<A, B> {
+    One(A),
+    Two(B),
+}
+
+impl<T, A: Iterator<Item = T>, B: Iterator<Item = T>> Iterator for Either<A, B> {
+    type Item = T;
+    fn next(&mut self) -> Option<T> {
+        match self {
+            Either::One(a) => a.next(),
+            Either::Two(b) => b.next(),
+        }
+    }
+}
+
+/// Reads the samples of selected series: each series' sources merged by timestamp, the
+/// tombstones applied. Owns everything it needs, so a selection holds no lock.
+#[derive(Clone)]
+struct SeriesReader {
+    hints: SelectHints,
+    tombstones: Arc<Vec<crate::tombstones::Tombstone>>,
+    /// The head's closed chunks, for series read from the head.
+    disk: Option<Arc<ChunkDisk>>,
+    /// Samples of the last series read: series selected together mostly hold about as
+    /// many, so the next one's buffer is sized for that many at once rather than grown
+    /// step by step (a reallocation and a copy per doubling).
+    expect: usize,
+}
+
+impl SeriesReader {
+    /// The series' samples and histograms; `None` when it has neither in the range.
+    fn read(&mut self, labels: Labels, sources: Vec<Source>) -> Option<Result<Series>> {
+        let (start, end) = (self.hints.start, self.hints.end);
+        let mut samples: Vec<Sample> = Vec::new();
+        let mut histograms: Vec<HistogramSample> = Vec::new();
+        for src in sources {
+            // Only the first source's buffer: later ones are merged into it.
+            let mut part = Vec::with_capacity(if samples.is_empty() { self.expect } else { 0 });
+            let mut hpart = Vec::new();
+            match src {
+                Source::Head(s) => {
+                    let d = s.data.lock();
+                    d.samples(self.disk.as_deref(), start, end, &mut part);
+                    d.histograms(start, end, &mut hpart);
+                }
+                Source::Cut(c, i) => {
+                    c[i].1.samples(start, end, &mut part);
+                    c[i].1.histograms(start, end, &mut hpart);
+                }
+                Source::Block(b, id) => {
+                    if let Err(e) = b.samples(id, start, end, &mut part) {
+                        return Some(Err(e));
+                    }
+                    if let Err(e) = b.histograms(id, start, end, &mut hpart) {
+                        return Some(Err(e));
+                    }
+                }
+            }
+            if samples.is_empty() {
+                samples = part;
+            } else if !part.is_empty() {
+                let prev = std::mem::take(&mut samples);
+                merge_into(&mut samples, &prev, &part);
+            }
+            merge_histograms(&mut histograms, hpart);
+        }
+        if !samples.is_empty() {
+            self.expect = samples.len();
+        }
+        let hidden = hidden_in(&self.tombstones, &labels);
+        hidden.filter_samples(&mut samples);
+        hidden.filter_histograms(&mut histograms);
+        (!samples.is_empty() || !histograms.is_empty()).then_some(Ok(Series {
+            labels,
+            samples,
+            histograms,
+        }))
+    }
+
+    /// Reads the series one at a time, as the iterator reaches them.
+    fn one_thread(
+        mut self,
+    ) -> impl FnMut((Labels, Vec<Source>)) -> Option<Result<Series>> + Send + 'static {
+        move |(labels, sources)| self.read(labels, sources)
+    }
+
+    /// Reads the series on two threads, in the same order: the series are cut into runs
+    /// of `PARALLEL_SELECT_RUN`; a helper thread reads the odd-numbered runs and hands each
+    /// over whole through a channel of `PARALLEL_SELECT_AHEAD` runs, while the iterator reads
+    /// the even-numbered ones itself, one series at a time, and takes the odd ones from the
+    /// channel in turn. Whole runs keep the hand-overs (and thread wake-ups) to a few per
+    /// thousand series; memory stays bounded (a few runs ahead); a reader that stops early
+    /// drops the channel, and the helper stops at its next hand-over.
+    fn two_threads(
+        self,
+        groups: Vec<(Labels, Vec<Source>)>,
+    ) -> impl Iterator<Item = Result<Series>> + Send + 'static {
+        type Run = Vec<(Labels, Vec<Source>)>;
+        let mut runs: Vec<Run> = Vec::new();
+        let mut groups = groups.into_iter();
+        loop {
+            let run: Run = groups.by_ref().take(PARALLEL_SELECT_RUN).collect();
+            if run.is_empty() {
+                break;
+            }
+            runs.push(run);
+        }
+        let total = runs.len();
+        let (mut mine, mut theirs) = (Vec::new(), Vec::new());
+        for (i, r) in runs.into_iter().enumerate() {
+            if i.is_multiple_of(2) { mine.push(r) } else { theirs.push(r) }
+        }
+        let (tx, rx) =
+            std::sync::mpsc::sync_channel::<Vec<Option<Result<Series>>>>(PARALLEL_SELECT_AHEAD);
+        let mut helper = self.clone();
+        let spawned = std::thread::Builder::new().name("select-read".into()).spawn(move || {
+            for run in theirs {
+                let out = run.into_iter().map(|(l, s)| helper.read(l, s)).collect();
+                if tx.send(out).is_err() {
+                    return;
+                }
+            }
+        });
+        if let Err(e) = spawned {
+            // The odd runs went with the closure that failed to start: a selection without
+            // them would be wrong, so the error is the answer.
+            let err = StorageError::SelectReader(format!("could not start: {e}"));
+            return Either::One(std::iter::once(Err(err)));
+        }
+        enum Cur {
+            Mine(std::vec::IntoIter<(Labels, Vec<Source>)>),
+            Theirs(std::vec::IntoIter<Option<Result<Series>>>),
+        }
+        let mut me = self;
+        let mut mine = mine.into_iter();
+        let mut cur: Option<Cur> = None;
+        let mut next_run = 0usize;
+        Either::Two(std::iter::from_fn(move || {
+            loop {
+                match &mut cur {
+                    Some(Cur::Mine(it)) => {
+                        if let Some((labels, sources)) = it.next() {
+                            match me.read(labels, sources) {
+                                Some(r) => return Some(r),
+                                None => continue,
+                            }
+                        }
+                    }
+                    Some(Cur::Theirs(it)) => {
+                        if let Some(r) = it.next() {
+                            match r {
+                                Some(r) => return Some(r),
+                                None => continue,
+                            }
+                        }
+                    }
+                    None => {}
+                }
+                // The current run is done: on to the next one.
+                if next_run >= total {
+                    return None;
+                }
+                let k = next_run;
+                next_run += 1;
+                cur = Some(if k.is_multiple_of(2) {
+                    Cur::Mine(mine.next()?.into_iter())
+                } else {
+                    match rx.recv() {
+                        Ok(run) => Cur::Theirs(run.into_iter()),
+                        Err(_) => {
+                            // The helper ends early only by panicking: never silently short.
+                            next_run = total;
+                            return Some(Err(StorageError::SelectReader(
+                                "stopped before the selection's end".into(),
+                            )));
+                        }
+                    }
+                });
+            }
+        }))
+    }
+}
+
 impl TenantDb {
     /// Opens the tenant: loads its blocks and replays its WAL into the head.
     /// `chunk_dir` holds closed head chunks off the heap (`None`: keep them in memory).
@@ -418,58 +627,22 @@ impl TenantDb {
             }
         }
         found.sort_by(|a, b| a.0.cmp(&b.0));
-        let mut found = found.into_iter().peekable();
-        let by_labels = std::iter::from_fn(move || {
-            let (labels, first) = found.next()?;
-            let mut sources = vec![first];
-            while let Some((_, s)) = found.next_if(|(l, _)| *l == labels) {
-                sources.push(s);
+        let mut groups: Vec<(Labels, Vec<Source>)> = Vec::new();
+        for (labels, src) in found {
+            match groups.last_mut() {
+                Some((l, sources)) if *l == labels => sources.push(src),
+                _ => groups.push((labels, vec![src])),
             }
-            Some((labels, sources))
-        });
-        by_labels.filter_map(move |(labels, sources)| {
-            let (start, end) = (hints.start, hints.end);
-            let mut samples: Vec<Sample> = Vec::new();
-            let mut histograms: Vec<HistogramSample> = Vec::new();
-            for src in sources {
-                let mut part = Vec::new();
-                let mut hpart = Vec::new();
-                match src {
-                    Source::Head(s) => {
-                        let d = s.data.lock();
-                        d.samples(disk.as_deref(), start, end, &mut part);
-                        d.histograms(start, end, &mut hpart);
-                    }
-                    Source::Cut(c, i) => {
-                        c[i].1.samples(start, end, &mut part);
-                        c[i].1.histograms(start, end, &mut hpart);
-                    }
-                    Source::Block(b, id) => {
-                        if let Err(e) = b.samples(id, start, end, &mut part) {
-                            return Some(Err(e));
-                        }
-                        if let Err(e) = b.histograms(id, start, end, &mut hpart) {
-                            return Some(Err(e));
-                        }
-                    }
-                }
-                if samples.is_empty() {
-                    samples = part;
-                } else if !part.is_empty() {
-                    let prev = std::mem::take(&mut samples);
-                    merge_into(&mut samples, &prev, &part);
-                }
-                merge_histograms(&mut histograms, hpart);
-            }
-            let hidden = hidden_in(&tombstones, &labels);
-            hidden.filter_samples(&mut samples);
-            hidden.filter_histograms(&mut histograms);
-            (!samples.is_empty() || !histograms.is_empty()).then_some(Ok(Series {
-                labels,
-                samples,
-                histograms,
-            }))
-        })
+        }
+        let read = SeriesReader { hints, tombstones, disk, expect: 0 };
+        if groups.len() >= PARALLEL_SELECT_MIN
+            && hints.end.saturating_sub(hints.start) >= PARALLEL_SELECT_SPAN_MS
+            && parallel_select()
+        {
+            Either::Two(read.two_threads(groups))
+        } else {
+            Either::One(groups.into_iter().filter_map(read.one_thread()))
+        }
     }
 
     pub fn label_names(&self, hints: SelectHints, matchers: &[Matcher]) -> Result<Vec<String>> {

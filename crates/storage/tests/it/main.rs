@@ -9,6 +9,7 @@
 //! - `metadata_exemplars`: metadata and exemplars (WAL kinds 4, 5) through replay and checkpoints.
 //! - `objstore`: blocks in an object store (InMemory): lifecycle, restart, request counts.
 //! - `series_cache`: cache hits and misses on the append path; stale handles after a cut.
+//! - `select`: large selections (read on two threads) give the single-thread answer.
 
 mod compat;
 mod deletes;
@@ -18,6 +19,7 @@ mod histograms;
 mod lifecycle;
 mod metadata_exemplars;
 mod objstore;
+mod select;
 mod series_cache;
 
 use model::{Labels, Matcher, Queryable, Sample, SelectHints, SeriesWrite, TenantId, WriteBatch};
