@@ -16,12 +16,18 @@ impl BitWriter<'_> {
     /// step stops at [`CHUNK_BYTES`], so a chunk cut at its budget holds one allocation of
     /// exactly that size.
     fn push_byte(&mut self) {
+        self.push(0);
+    }
+
+    /// Appends one byte, growing the buffer as described at [`Self::push_byte`].
+    #[inline]
+    fn push(&mut self, b: u8) {
         let cap = self.buf.capacity();
         if self.buf.len() == cap {
             let step = if cap < CHUNK_BYTES { (CHUNK_BYTES - cap).min(32) } else { 32 };
             self.buf.reserve_exact(step);
         }
-        self.buf.push(0);
+        self.buf.push(b);
     }
 
     fn write_bit(&mut self, bit: bool) {
@@ -62,13 +68,14 @@ impl BitWriter<'_> {
         // `rem` (1..=64) bits left, starting on a byte boundary: left-align them in a word.
         let word = if rem == 64 { value } else { (value & ((1u64 << rem) - 1)) << (64 - rem) };
         let bytes = rem.div_ceil(8) as usize;
-        let spare = self.buf.capacity() - self.buf.len();
-        if spare < bytes {
-            // As `push_byte` would: fill to capacity, then grow by 32 exactly.
-            self.buf.reserve_exact(spare + 32);
-        }
-        for &b in &word.to_be_bytes()[..bytes] {
-            self.buf.push(b);
+        let word = word.to_be_bytes();
+        if self.buf.capacity() - self.buf.len() < bytes {
+            // Growth on the way: byte by byte, in `push_byte`'s steps.
+            for &b in &word[..bytes] {
+                self.push(b);
+            }
+        } else {
+            self.buf.extend_from_slice(&word[..bytes]);
         }
         *self.used = (rem % 8) as u8;
     }
