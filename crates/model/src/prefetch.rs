@@ -1,4 +1,4 @@
-//! A cache-line prefetch hint: the workspace's one `unsafe` block.
+//! A cache-line prefetch hint: one of the workspace's two `unsafe` blocks (ARCHITECTURE.md).
 //!
 //! Remote write resolves a request's ~2,000 series one after another, and each resolution
 //! waits on cache misses (the series cache's map slot, the series, its open chunk's last

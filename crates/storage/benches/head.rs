@@ -1,5 +1,5 @@
-//! Reading a series' samples out of the head: closed chunks are `pread` from the head chunk
-//! file one by one, so the number of chunks per series (set by the chunk cutting rule:
+//! Reading a series' samples out of the head: closed chunks are read one by one from the head
+//! chunk file (through its map), so the number of chunks per series (set by the chunk cutting rule:
 //! `chunk::CHUNK_SAMPLES` and `chunk::CHUNK_BYTES`) is a cost of every query over recent data.
 //! Two reads per series: the whole 2 h a series holds (a range query) and its last 5 minutes
 //! (an instant query's window).

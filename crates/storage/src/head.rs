@@ -85,13 +85,10 @@ impl ClosedChunk {
         }
     }
 
-    /// Hands the chunk's bytes and sample count to `f`. A chunk in the file is read into a
-    /// buffer reused by the calling thread, not one allocated per chunk; `disk` is the head's
-    /// chunk file store (the one the chunk was written to).
+    /// Hands the chunk's bytes and sample count to `f`. A chunk in the file is read in place,
+    /// through the file's map; `disk` is the head's chunk file store (the one the chunk was
+    /// written to).
     fn with_bytes(&self, disk: Option<&ChunkDisk>, f: impl FnOnce(&[u8], usize)) {
-        thread_local! {
-            static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
-        }
         match &self.bytes {
             ChunkBytes::Mem { chunk, .. } => f(&chunk.bytes, chunk.count as usize),
             &ChunkBytes::Disk { count, len, file, offset, .. } => {
@@ -100,10 +97,9 @@ impl ClosedChunk {
                     return;
                 };
                 let r = ChunkRef { file, offset, len: u32::from(len) };
-                BUF.with_borrow_mut(|buf| match d.read(r, buf) {
-                    Ok(()) => f(buf, count as usize),
-                    Err(e) => tracing::error!(error = %e, "head chunk unreadable"),
-                })
+                if let Err(e) = d.with_chunk(r, |b| f(b, count as usize)) {
+                    tracing::error!(error = %e, "head chunk unreadable");
+                }
             }
         }
     }
