@@ -181,6 +181,22 @@ struct FusedPart {
     several: Vec<bool>,
 }
 
+/// Joins scoped worker threads in order; a worker that panicked is an internal error (named
+/// after `what` the workers computed), not a panic of the query.
+fn join_workers<T>(
+    handles: Vec<std::thread::ScopedJoinHandle<'_, Result<T>>>,
+    what: &str,
+) -> Vec<Result<T>> {
+    handles
+        .into_iter()
+        .map(|h| {
+            h.join().unwrap_or_else(|_| {
+                Err(Error::Execution(format!("internal: {what} worker panicked")))
+            })
+        })
+        .collect()
+}
+
 fn key(e: &Expr) -> usize {
     e as *const Expr as usize
 }
@@ -467,14 +483,7 @@ impl Planner<'_, '_> {
                         })
                     })
                     .collect();
-                handles
-                    .into_iter()
-                    .map(|h| {
-                        h.join().unwrap_or_else(|_| {
-                            Err(Error::Execution("internal: range function worker panicked".into()))
-                        })
-                    })
-                    .collect()
+                join_workers(handles, "range function")
             });
             let mut all = Vec::with_capacity(data.len());
             for part in parts {
@@ -603,14 +612,7 @@ impl Planner<'_, '_> {
             let done: Vec<Result<FusedPart>> = std::thread::scope(|scope| {
                 let handles: Vec<_> =
                     spans.iter().map(|&sp| scope.spawn(move || span(sp))).collect();
-                handles
-                    .into_iter()
-                    .map(|h| {
-                        h.join().unwrap_or_else(|_| {
-                            Err(Error::Execution("internal: aggregation worker panicked".into()))
-                        })
-                    })
-                    .collect()
+                join_workers(handles, "aggregation")
             });
             done.into_iter().collect::<Result<_>>()?
         } else {
